@@ -1,0 +1,81 @@
+"""Engine and session factory from a SQLAlchemy URL.
+
+SQLite (the default) gets foreign keys ON for every connection (SQLite leaves them off unless asked), a
+30 s busy timeout, WAL journaling for file databases (the bot reads while a retrain subprocess writes), and
+the parent directory of its file created. Other backends (PostgreSQL) are used as SQLAlchemy configures them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session, sessionmaker
+
+SQLITE_BUSY_TIMEOUT_S = 30.0
+
+
+def sqlite_file_path(url: str) -> Path | None:
+    """The file path of a SQLite URL, or None for other backends and in-memory SQLite."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        return None
+    database = parsed.database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    return Path(database)
+
+
+def make_engine(url: str, *, echo: bool = False) -> Engine:
+    """Create an Engine for ``url`` (any SQLAlchemy URL).
+
+    For a SQLite file the parent directory is created (``sqlite:///data/spotter.sqlite3`` -> ``data/``), and
+    every connection runs ``PRAGMA foreign_keys=ON`` (and ``journal_mode=WAL`` for files). Raises
+    sqlalchemy.exc.ArgumentError for a malformed URL.
+    """
+    path = sqlite_file_path(url)
+    kwargs: dict[str, Any] = {"echo": echo}
+    is_sqlite = make_url(url).get_backend_name() == "sqlite"
+    if path is not None:
+        path.expanduser().parent.mkdir(parents=True, exist_ok=True)
+    if is_sqlite:
+        kwargs["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT_S}
+    else:
+        kwargs["pool_pre_ping"] = True
+    engine = create_engine(url, **kwargs)
+    if is_sqlite:
+        use_wal = path is not None
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+            cursor = dbapi_connection.cursor()
+            try:
+                cursor.execute("PRAGMA foreign_keys=ON")
+                if use_wal:
+                    cursor.execute("PRAGMA journal_mode=WAL")
+            finally:
+                cursor.close()
+
+    return engine
+
+
+def make_session_factory(engine: Engine) -> sessionmaker[Session]:
+    """A sessionmaker bound to ``engine``; objects stay usable after commit (``expire_on_commit=False``)."""
+    return sessionmaker(bind=engine, expire_on_commit=False)
+
+
+@contextmanager
+def session_scope(factory: sessionmaker[Session]) -> Iterator[Session]:
+    """One transaction: yields a Session, commits when the block succeeds, rolls back and re-raises if not.
+
+    This is the caller's side of "repositories never commit":
+
+        with session_scope(factory) as session:
+            record_prediction(session, ...)
+    """
+    with factory() as session, session.begin():
+        yield session
