@@ -3,7 +3,6 @@ helpers that store photos and corrections the way the bot does (DB rows + DATA_D
 
 from __future__ import annotations
 
-import hashlib
 import io
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,7 +13,11 @@ from alembic.config import Config
 from PIL import Image
 from sqlalchemy.orm import Session, sessionmaker
 
-from db.models import Correction, Equipment, Prediction, User
+from bot.photo_store import PhotoStore
+from db.models import Correction, Equipment
+from db.repositories.corrections import record_correction
+from db.repositories.predictions import record_prediction
+from db.repositories.users import upsert_user
 from db.session import make_engine, make_session_factory
 from tests.conftest import ROOT
 
@@ -56,21 +59,10 @@ def add_equipment(session: Session, slugs: list[str]) -> None:
     session.flush()
 
 
-def get_user(session: Session, telegram_id: int) -> User:
-    user = session.query(User).filter_by(telegram_id=telegram_id).one_or_none()
-    if user is None:
-        user = User(telegram_id=telegram_id)
-        session.add(user)
-        session.flush()
-    return user
-
-
-def store_photo(data_dir: Path, data: bytes, ext: str = "jpg") -> tuple[str, Path]:
-    digest = hashlib.sha256(data).hexdigest()
-    path = data_dir / "photos" / f"{digest}.{ext}"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(data)
-    return digest, path
+def store_photo(data_dir: Path, data: bytes) -> tuple[str, Path]:
+    """Save bytes the way the bot does: DATA_DIR/photos/<sha256>.<ext> (PhotoStore)."""
+    stored = PhotoStore(data_dir / "photos").save(data)
+    return stored.sha256, stored.path
 
 
 def add_correction(
@@ -81,14 +73,17 @@ def add_correction(
     data_dir: Path,
     predicted: str,
     label: str,
+    is_admin: bool = False,
+    agreement: int = 3,
     message_id: int = 1,
 ) -> Correction:
-    """A prediction with a stored photo and the user's correction, as the bot's feedback handler stores them
-    (review state pending; the review rule decides later)."""
-    user = get_user(session, telegram_id)
+    """A prediction with a stored photo and the user's correction, through the same repository functions
+    the bot's photo and feedback handlers call (record_prediction, record_correction)."""
+    user = upsert_user(session, telegram_id)
     digest, path = store_photo(data_dir, data)
-    prediction = Prediction(
-        user_id=user.id,
+    prediction = record_prediction(
+        session,
+        user,
         chat_id=telegram_id,
         message_id=message_id,
         image_sha256=digest,
@@ -97,12 +92,8 @@ def add_correction(
         label=predicted,
         confidence=0.5,
         decision="unsure",
-        top_k=[[predicted, 0.5]],
-        feedback="corrected",
+        top_k=[(predicted, 0.5)],
     )
-    session.add(prediction)
-    session.flush()
-    correction = Correction(prediction_id=prediction.id, user_id=user.id, label=label)
-    session.add(correction)
-    session.flush()
-    return correction
+    return record_correction(
+        session, prediction.id, telegram_id, label, is_admin=is_admin, agreement_threshold=agreement
+    )
