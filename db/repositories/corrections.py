@@ -2,7 +2,9 @@
 
 Review rule (issue 6, so that one user cannot poison the model): a correction by an admin is approved at
 once; anyone else's stays pending until an admin approves it in /review, or until ``agreement_threshold``
-different users have chosen the same label for the same image content (same sha256). Never commit.
+different users have chosen the same label for the same image content (same sha256). The agreement rule
+itself lives in ``db.review`` (written with the retraining pipeline); this module stores corrections and
+applies it. Never commit.
 """
 
 from __future__ import annotations
@@ -15,10 +17,10 @@ from typing import Literal
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, selectinload
 
+from db import review
 from db.errors import CorrectionLockedError, NotFoundError, UnknownLabelError
 from db.models import (
     APPROVED_BY_ADMIN,
-    APPROVED_BY_AGREEMENT,
     APPROVED_BY_REVIEW,
     FEEDBACK_CORRECTED,
     NOT_EQUIPMENT,
@@ -63,10 +65,10 @@ def record_correction(
     version trained on it); choosing the same label again changes nothing. Admin corrections are approved at
     once; others are pending, then ``apply_agreement`` may approve them. Marks the prediction "corrected".
     Raises NotFoundError / NotYourPredictionError (tampered or stale callback data), UnknownLabelError,
-    CorrectionLockedError (already trained on), ValueError for agreement_threshold < 1.
+    CorrectionLockedError (already trained on), ValueError for agreement_threshold < 2.
     """
-    if agreement_threshold < 1:
-        raise ValueError(f"agreement_threshold must be >= 1, got {agreement_threshold}")
+    if agreement_threshold < 2:
+        raise ValueError(f"agreement_threshold must be >= 2, got {agreement_threshold}")
     _check_label(session, label)
     now = now or utcnow()
     prediction = get_owned_prediction(session, prediction_id, telegram_user_id)
@@ -104,38 +106,16 @@ def record_correction(
 def apply_agreement(
     session: Session, image_sha256: str, agreement_threshold: int, *, now: dt.datetime | None = None
 ) -> list[Correction]:
-    """Approve pending corrections of this image content whose label at least ``agreement_threshold``
-    different users chose (pending or approved; rejected ones do not count). Returns the newly approved."""
-    if agreement_threshold < 1:
-        raise ValueError(f"agreement_threshold must be >= 1, got {agreement_threshold}")
-    rows = session.execute(
-        select(Correction.label, func.count(func.distinct(Correction.user_id)))
-        .join(Correction.prediction)
-        .where(Prediction.image_sha256 == image_sha256, Correction.review_state != REVIEW_REJECTED)
-        .group_by(Correction.label)
-    )
-    agreed = [label for label, users in rows if users >= agreement_threshold]
-    if not agreed:
-        return []
-    pending = list(
-        session.scalars(
-            select(Correction)
-            .join(Correction.prediction)
-            .where(
-                Prediction.image_sha256 == image_sha256,
-                Correction.label.in_(agreed),
-                Correction.review_state == REVIEW_PENDING,
-            )
-        )
-    )
+    """Approve pending corrections of this image content by the agreement rule of ``db.review`` (at least
+    ``agreement_threshold`` >= 2 different users chose the label, no admin rejected it for this image, no
+    competing label also reached the threshold). Returns the newly approved corrections."""
+    approved = review.apply_agreement(session, image_sha256, review.ReviewPolicy(agreement_threshold))
     now = now or utcnow()
-    for correction in pending:
-        correction.review_state = REVIEW_APPROVED
-        correction.approval_source = APPROVED_BY_AGREEMENT
+    for correction in approved:
         correction.reviewed_at = now
         correction.updated_at = now
     session.flush()
-    return pending
+    return approved
 
 
 def get_correction(session: Session, correction_id: int) -> Correction | None:
