@@ -1,0 +1,95 @@
+"""User commands: /start, /help, /equipment, /forget (with its confirmation buttons)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from telegram import Update
+from telegram.ext import Application, CallbackQueryHandler, CommandHandler, ContextTypes
+
+from bot import data, keyboards, texts
+from bot.callback_data import FORGET_PATTERN, CallbackDataError, parse_forget
+from bot.services import get_services
+
+log = logging.getLogger(__name__)
+
+
+def register(application: Application[Any, Any, Any, Any, Any, Any]) -> None:
+    """User commands and the /forget confirmation buttons (group 0)."""
+    application.add_handler(CommandHandler("start", on_start))
+    application.add_handler(CommandHandler("help", on_help))
+    application.add_handler(CommandHandler("equipment", on_equipment))
+    application.add_handler(CommandHandler("forget", on_forget))
+    application.add_handler(CallbackQueryHandler(on_forget_button, pattern=FORGET_PATTERN))
+
+
+async def on_start(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """What Spotter does, how photos are used, kept and deleted."""
+    message = update.effective_message
+    if message is not None:
+        user = update.effective_user
+        await message.reply_text(texts.start_text(user.first_name if user else None))
+
+
+async def on_help(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """How to use the bot (admins also see their commands)."""
+    message = update.effective_message
+    if message is not None:
+        user = update.effective_user
+        is_admin = get_services(context).settings.is_admin(user.id if user else None)
+        await message.reply_text(texts.help_text(is_admin))
+
+
+async def on_equipment(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """What Spotter knows, with tutorial counts."""
+    message = update.effective_message
+    if message is None:
+        return
+    items = await asyncio.to_thread(data.equipment_counts, get_services(context).session_factory)
+    await message.reply_text(texts.equipment_list_text(items))
+
+
+async def on_forget(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """Ask for confirmation before deleting the user's photos, predictions and corrections."""
+    message, user = update.effective_message, update.effective_user
+    if message is None or user is None:
+        return
+    await message.reply_text(texts.FORGET_CONFIRM, reply_markup=keyboards.forget_keyboard(user.id))
+
+
+async def on_forget_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """The /forget confirmation: only the user who asked can confirm; tampered data changes nothing."""
+    query = update.callback_query
+    if query is None:
+        return
+    try:
+        choice = parse_forget(query.data)
+    except CallbackDataError:
+        await query.answer(texts.STALE_BUTTON)
+        return
+    if choice.user_id != query.from_user.id:
+        await query.answer(texts.FORGET_NOT_YOURS, show_alert=True)
+        return
+    if not choice.confirm:
+        await query.answer()
+        await query.edit_message_text(texts.FORGET_CANCELLED)
+        return
+    services = get_services(context)
+    result = await asyncio.to_thread(data.forget_user, services.session_factory, query.from_user.id)
+    deleted_files = 0
+    for path in result.photo_paths_to_delete:
+        if await asyncio.to_thread(services.photo_store.delete, path):
+            deleted_files += 1
+    log.info(
+        "Forgot user %s: %d predictions, %d corrections, %d photo files",
+        query.from_user.id,
+        result.predictions_deleted,
+        result.corrections_deleted,
+        deleted_files,
+    )
+    await query.answer()
+    await query.edit_message_text(
+        texts.forget_done_text(deleted_files, result.predictions_deleted, result.corrections_deleted)
+    )
