@@ -1,0 +1,217 @@
+"""Metrics (pure NumPy) and the fitting of the confident / unsure / not_equipment decision.
+
+* `evaluate(y_true, probs, labels)` -> metrics dict: ``n``, ``top1``, ``top3``, ``per_class``
+  ({label: precision, recall, f1, support}), ``confusion_matrix`` (rows = true, columns = predicted, label
+  order), ``ece`` (expected calibration error of the top-1 probability, 15 equal-width bins; Guo et al. 2017,
+  "On Calibration of Modern Neural Networks"), and ``subset`` accuracies when asked.
+* `confusion_text` / `plot_confusion` (matplotlib, Agg backend, PNG).
+* `fit_decision_rule(...)`: grid search of the `DecisionRule` thresholds on validation real photos plus
+  out-of-distribution photos (see its docstring), and `decision_report` for measuring a rule.
+
+All probability inputs are float arrays (N, n_outputs) whose columns follow ``outputs``; equipment labels
+come first, the optional ``__other__`` column last. ``y_true`` are int indices into the equipment labels.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from classifier.dataset import OTHER_LABEL
+from classifier.predictor import DecisionRule, decide
+
+#: The five classes of the original experiment (floors: >= 92% top-1 on these, >= 90% over all classes).
+ORIGINAL_FIVE = ("bench_press", "hyperextension_bench", "leg_press", "plyo_box", "power_rack")
+ECE_BINS = 15
+
+
+def equipment_probs(probs: np.ndarray, outputs: Sequence[str]) -> np.ndarray:
+    """Drop the ``__other__`` column (if any): (N, n_outputs) -> (N, n_equipment), not renormalised."""
+    keep = [i for i, o in enumerate(outputs) if o != OTHER_LABEL]
+    return np.asarray(probs, dtype=np.float64)[:, keep]
+
+
+def expected_calibration_error(confidence: np.ndarray, correct: np.ndarray, bins: int = ECE_BINS) -> float:
+    """ECE: sum over equal-width confidence bins of |accuracy - mean confidence| weighted by bin share."""
+    confidence = np.asarray(confidence, dtype=np.float64)
+    correct = np.asarray(correct, dtype=np.float64)
+    if confidence.size == 0:
+        return 0.0
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    ece = 0.0
+    for lo, hi in itertools.pairwise(edges):
+        mask = (confidence > lo) & (confidence <= hi) if lo > 0 else (confidence >= lo) & (confidence <= hi)
+        if mask.any():
+            ece += mask.mean() * abs(correct[mask].mean() - confidence[mask].mean())
+    return float(ece)
+
+
+def evaluate(
+    y_true: Sequence[int] | np.ndarray,
+    probs: np.ndarray,
+    labels: Sequence[str],
+    subsets: dict[str, Sequence[str]] | None = None,
+) -> dict[str, Any]:
+    """Classification metrics for equipment probabilities (N, len(labels)) (see module docstring).
+
+    subsets: {name: labels} -> ``subset_top1[name]`` accuracy over photos whose true label is in the subset.
+    """
+    y = np.asarray(y_true, dtype=np.int64)
+    p = np.asarray(probs, dtype=np.float64)
+    n, k = len(y), len(labels)
+    if p.shape != (n, k):
+        raise ValueError(f"probs shape {p.shape} != ({n}, {k})")
+    pred = p.argmax(axis=1) if n else np.zeros(0, np.int64)
+    top3 = np.argsort(-p, axis=1)[:, :3] if n else np.zeros((0, 3), np.int64)
+    cm = np.zeros((k, k), dtype=np.int64)
+    for t, q in zip(y, pred, strict=True):
+        cm[t, q] += 1
+    per_class: dict[str, dict[str, float]] = {}
+    for i, lab in enumerate(labels):
+        tp = float(cm[i, i])
+        support = float(cm[i].sum())
+        predicted = float(cm[:, i].sum())
+        precision = tp / predicted if predicted else 0.0
+        recall = tp / support if support else 0.0
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        per_class[lab] = {
+            "precision": round(precision, 4),
+            "recall": round(recall, 4),
+            "f1": round(f1, 4),
+            "support": int(support),
+        }
+    correct = pred == y
+    conf = p.max(axis=1) / np.maximum(p.sum(axis=1), 1e-12) if n else np.zeros(0)
+    out: dict[str, Any] = {
+        "n": int(n),
+        "top1": round(float(correct.mean()) if n else 0.0, 4),
+        "top3": round(float((top3 == y[:, None]).any(axis=1).mean()) if n else 0.0, 4),
+        "ece": round(expected_calibration_error(conf, correct), 4),
+        "per_class": per_class,
+        "labels": list(labels),
+        "confusion_matrix": cm.tolist(),
+    }
+    if subsets:
+        out["subset_top1"] = {}
+        for name, subset in subsets.items():
+            idx = [labels.index(s) for s in subset if s in labels]
+            mask = np.isin(y, idx)
+            out["subset_top1"][name] = round(float(correct[mask].mean()) if mask.any() else 0.0, 4)
+            out["subset_n"] = {**out.get("subset_n", {}), name: int(mask.sum())}
+    return out
+
+
+def confusion_text(cm: Sequence[Sequence[int]] | np.ndarray, labels: Sequence[str], width: int = 6) -> str:
+    """Plain-text confusion matrix (rows = true label, columns = predicted, abbreviated headers)."""
+    cm = np.asarray(cm, dtype=np.int64)
+    short = [lab[: width - 1] for lab in labels]
+    name_w = max(len(lab) for lab in labels) + 1 if labels else 5
+    lines = [" " * name_w + "".join(s.rjust(width) for s in short)]
+    for lab, row in zip(labels, cm, strict=True):
+        lines.append(lab.ljust(name_w) + "".join(str(int(v)).rjust(width) for v in row))
+    return "\n".join(lines)
+
+
+def plot_confusion(
+    cm: Sequence[Sequence[int]] | np.ndarray, labels: Sequence[str], path: Path, title: str
+) -> None:
+    """Save the confusion matrix as a PNG (row-normalised colours, counts written in cells)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cm = np.asarray(cm, dtype=np.float64)
+    norm = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
+    fig, ax = plt.subplots(figsize=(1.0 + 0.62 * len(labels), 0.8 + 0.55 * len(labels)), dpi=100)
+    ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(len(labels)), labels, rotation=60, ha="right", fontsize=8)
+    ax.set_yticks(range(len(labels)), labels, fontsize=8)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title, fontsize=9)
+    for i in range(cm.shape[0]):
+        for j in range(cm.shape[1]):
+            if cm[i, j]:
+                ax.text(
+                    j,
+                    i,
+                    str(int(cm[i, j])),
+                    ha="center",
+                    va="center",
+                    fontsize=7,
+                    color="white" if norm[i, j] > 0.5 else "black",
+                )
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def decision_report(
+    rule: DecisionRule,
+    outputs: Sequence[str],
+    real_probs: np.ndarray,
+    real_true: Sequence[int] | np.ndarray,
+    ood_probs: np.ndarray,
+) -> dict[str, float]:
+    """Measure a rule: on real photos the share answered confident (``accept``), the accuracy of those
+    (``confident_precision``), unsure/not_equipment shares; on OOD photos the share NOT answered confident
+    (``ood_rejection``) and the share answered not_equipment (``ood_not_equipment``)."""
+    outs = list(outputs)
+    labels = [o for o in outs if o != OTHER_LABEL]
+    real = [decide(p, outs, rule) for p in np.asarray(real_probs)]
+    ood = [decide(p, outs, rule) for p in np.asarray(ood_probs)]
+    y = list(np.asarray(real_true, dtype=np.int64))
+    conf = [r for r, t in zip(real, y, strict=True) if r.decision == "confident"]
+    conf_ok = [r.label == labels[t] for r, t in zip(real, y, strict=True) if r.decision == "confident"]
+    n_real = max(len(real), 1)
+    n_ood = max(len(ood), 1)
+    return {
+        "real_n": len(real),
+        "accept": round(len(conf) / n_real, 4),
+        "confident_precision": round(float(np.mean(conf_ok)) if conf_ok else 0.0, 4),
+        "real_unsure": round(sum(r.decision == "unsure" for r in real) / n_real, 4),
+        "real_not_equipment": round(sum(r.decision == "not_equipment" for r in real) / n_real, 4),
+        "ood_n": len(ood),
+        "ood_rejection": round(sum(r.decision != "confident" for r in ood) / n_ood, 4),
+        "ood_not_equipment": round(sum(r.decision == "not_equipment" for r in ood) / n_ood, 4),
+    }
+
+
+def fit_decision_rule(
+    outputs: Sequence[str],
+    real_probs: np.ndarray,
+    real_true: Sequence[int] | np.ndarray,
+    ood_probs: np.ndarray,
+    min_precision: float = 0.97,
+) -> tuple[DecisionRule, dict[str, float]]:
+    """Grid-search thresholds on validation photos (``real_*``) and OOD photos not used to train the head.
+
+    Objective: maximise ``accept * confident_precision + ood_rejection`` (correct confident answers on real
+    photos plus refused OOD photos, equal weight), subject to ``confident_precision >= min_precision``
+    (falls back to the best precision if no rule reaches it). ``other_threshold`` only matters when
+    ``outputs`` has an ``__other__`` column. Returns (rule, its `decision_report`).
+    """
+    has_other = OTHER_LABEL in outputs
+    conf_grid = [round(x, 3) for x in np.arange(0.30, 0.96, 0.025)]
+    other_grid = [round(x, 3) for x in np.arange(0.1, 0.91, 0.05)] if has_other else [1.01]
+    best: tuple[float, DecisionRule, dict[str, float]] | None = None
+    for tc in conf_grid:
+        for to in other_grid:
+            rule = DecisionRule(confident_threshold=tc, other_threshold=to, reject_threshold=0.0)
+            rep = decision_report(rule, outputs, real_probs, real_true, ood_probs)
+            feasible = rep["confident_precision"] >= min_precision
+            score = (
+                rep["accept"] * rep["confident_precision"]
+                + rep["ood_rejection"]
+                + (10.0 if feasible else 0.0)
+            )
+            if best is None or score > best[0] + 1e-9:
+                best = (score, rule, rep)
+    assert best is not None
+    return best[1], best[2]

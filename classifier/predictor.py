@@ -1,0 +1,208 @@
+"""A loaded model version: image bytes -> ranked labels with probabilities and a decision.
+
+`Predictor.load(version_dir, vgg16_weights)` reads a registry version (``head.json`` + ``head.npz``, see
+`classifier.train.save_version`), loads the backbone named by ``vgg16_weights`` (``"imagenet"`` or a file),
+checks it is the backbone the version was trained on (`classifier.model.check_backbone`, raises
+BackboneMismatchError), and fuses backbone and head into one Keras model called through a ``tf.function``
+with a fixed input signature (one photo, plus its mirror image when the version uses flip test-time
+augmentation). Not thread-safe by design: `classifier.serving` calls it from one worker thread.
+
+The decision (`decide`) is pure: given the model's output probabilities (equipment classes, plus an optional
+``__other__`` class trained on out-of-distribution photos), it returns the top equipment label, its
+probability, the top-k equipment labels and ``confident`` / ``unsure`` / ``not_equipment`` using thresholds
+fitted on validation data (`classifier.evaluate.fit_decision_rule`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from classifier.dataset import OTHER_LABEL
+from classifier.preprocess import InputSpec, preprocess
+from classifier.types import Decision, Prediction
+
+if TYPE_CHECKING:
+    import keras
+
+    from classifier.model import Backbone
+
+log = logging.getLogger(__name__)
+
+TOP_K = 3
+
+
+@dataclass(frozen=True)
+class DecisionRule:
+    """Thresholds on output probabilities (fitted on validation data; see `classifier.evaluate`).
+
+    not_equipment when P(__other__) >= other_threshold or the top equipment probability < reject_threshold;
+    otherwise confident when the top equipment probability >= confident_threshold, else unsure.
+    """
+
+    confident_threshold: float = 0.6
+    other_threshold: float = 0.5
+    reject_threshold: float = 0.0
+
+    def to_json(self) -> dict[str, float]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> DecisionRule:
+        return cls(**{k: float(v) for k, v in data.items() if k in cls.__dataclass_fields__})
+
+
+@dataclass(frozen=True)
+class Ranked:
+    """Pure result of `decide` (no model version)."""
+
+    label: str
+    confidence: float
+    decision: Decision
+    top_k: list[tuple[str, float]]
+
+
+def decide(probs: np.ndarray, outputs: list[str], rule: DecisionRule, k: int = TOP_K) -> Ranked:
+    """Turn one probability vector into a ranked answer.
+
+    probs: float (n_outputs,) summing to ~1, aligned with ``outputs`` (equipment labels, optionally ending
+    with OTHER_LABEL). top_k: the k likeliest *equipment* labels with their probabilities, best first
+    (ties broken by label order).
+    """
+    p = np.asarray(probs, dtype=np.float64).ravel()
+    if p.shape[0] != len(outputs):
+        raise ValueError(f"{p.shape[0]} probabilities for {len(outputs)} outputs")
+    p_other = 0.0
+    eq_idx = [i for i, lab in enumerate(outputs) if lab != OTHER_LABEL]
+    if len(eq_idx) != len(outputs):
+        p_other = float(sum(p[i] for i, lab in enumerate(outputs) if lab == OTHER_LABEL))
+    order = sorted(eq_idx, key=lambda i: (-p[i], i))
+    top = order[: max(1, k)]
+    top_k = [(outputs[i], round(float(p[i]), 6)) for i in top]
+    label, conf = top_k[0]
+    decision: Decision
+    if p_other >= rule.other_threshold or conf < rule.reject_threshold:
+        decision = "not_equipment"
+    elif conf >= rule.confident_threshold:
+        decision = "confident"
+    else:
+        decision = "unsure"
+    return Ranked(label, float(conf), decision, top_k)
+
+
+def read_version_config(version_dir: Path) -> dict[str, Any]:
+    """Parsed ``head.json`` of a version (kind, head, outputs, labels, tta, input, decision, backbone)."""
+    cfg: dict[str, Any] = json.loads((version_dir / "head.json").read_text(encoding="utf-8"))
+    return cfg
+
+
+def load_npz_weights(path: Path) -> list[np.ndarray]:
+    """Weights stored by `classifier.train.save_version` (``w000``, ``w001``... in order) as float32."""
+    with np.load(path) as npz:
+        names = sorted(npz.files)
+        return [np.asarray(npz[n], dtype=np.float32) for n in names]
+
+
+class Predictor:
+    """A loaded model version (see module docstring). Use `Predictor.load`."""
+
+    def __init__(
+        self,
+        version: str,
+        model: keras.Model,
+        spec: InputSpec,
+        outputs: list[str],
+        rule: DecisionRule,
+        tta: list[str],
+        load_seconds: float = 0.0,
+        backbone: Backbone | None = None,
+    ) -> None:
+        import tensorflow as tf
+
+        self.version = version
+        self.model = model
+        self.spec = spec
+        self.outputs = outputs
+        self.labels = [o for o in outputs if o != OTHER_LABEL]
+        self.rule = rule
+        self.tta = tta
+        self.load_seconds = load_seconds
+        self.backbone = backbone
+        n_views = len(tta)
+        shape = (n_views, spec.size, spec.size, spec.channels)
+
+        @tf.function(input_signature=[tf.TensorSpec(shape, tf.float32)], reduce_retracing=True)
+        def forward(x: Any) -> Any:
+            return tf.reduce_mean(model(x, training=False), axis=0)
+
+        self._forward = forward
+
+    @classmethod
+    def load(
+        cls, version_dir: Path, vgg16_weights: str | None, backbone: Backbone | None = None
+    ) -> Predictor:
+        """Load a version folder. ``vgg16_weights``: ``"imagenet"``, a file path, or None (random init,
+        tests). Pass an already loaded ``backbone`` to share it. Raises BackboneMismatchError,
+        FileNotFoundError, classifier.registry.RegistryError-like ValueError for malformed versions."""
+        from classifier.model import (
+            HeadSpec,
+            build_fused,
+            build_head,
+            build_scratch_cnn,
+            check_backbone,
+            load_backbone,
+        )
+
+        t0 = time.perf_counter()
+        cfg = read_version_config(version_dir)
+        outputs = list(cfg["outputs"])
+        weights = load_npz_weights(version_dir / "head.npz")
+        rule = DecisionRule.from_json(cfg.get("decision", {}))
+        tta = list(cfg.get("tta", ["orig"]))
+        spec = InputSpec(int(cfg["input"]["size"]), cfg["input"]["normalisation"])
+        if cfg["kind"] == "scratch":
+            backbone = None
+            model = build_scratch_cnn(len(outputs), spec.size)
+            model.set_weights(weights)
+        elif cfg["kind"] == "vgg16_head":
+            if backbone is None or backbone.input_size != spec.size:
+                backbone = load_backbone(vgg16_weights, spec.size)
+            how = check_backbone(cfg["backbone"], backbone.identity)
+            log.info("backbone of %s matched by %s", version_dir.name, how)
+            head = build_head(HeadSpec.from_json(cfg["head"]), backbone.feature_shape)
+            head.set_weights(weights)
+            model = build_fused(backbone, head)
+        else:
+            raise ValueError(f"{version_dir}: unknown model kind {cfg['kind']!r}")
+        return cls(version_dir.name, model, spec, outputs, rule, tta, time.perf_counter() - t0, backbone)
+
+    def views(self, x: np.ndarray) -> np.ndarray:
+        """One preprocessed image (S, S, C) -> its TTA views stacked (n_views, S, S, C)."""
+        out = []
+        for view in self.tta:
+            if view == "orig":
+                out.append(x)
+            elif view == "flip":
+                out.append(x[:, ::-1, :])
+            else:
+                raise ValueError(f"unsupported test-time view {view!r}")
+        return np.stack(out).astype(np.float32)
+
+    def probabilities(self, x: np.ndarray) -> np.ndarray:
+        """One preprocessed image (S, S, C) float32 -> averaged output probabilities (n_outputs,) float32."""
+        return np.asarray(self._forward(self.views(x)))
+
+    def classify_bytes(self, data: bytes) -> Prediction:
+        """Encoded image bytes -> Prediction. Raises classifier.types.ImageDecodeError if unreadable."""
+        ranked = decide(self.probabilities(preprocess(data, self.spec)), self.outputs, self.rule)
+        return Prediction(ranked.label, ranked.confidence, ranked.decision, ranked.top_k, self.version)
+
+    def warm_up(self) -> None:
+        """Run the model once on a blank image (traces the tf.function, allocates buffers)."""
+        self.probabilities(np.zeros(self.spec.shape, np.float32))

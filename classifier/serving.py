@@ -1,0 +1,118 @@
+"""The classifier service used by the bot: all TensorFlow work in ONE worker thread, versions hot-swapped.
+
+Importable without TensorFlow: TensorFlow/Keras are imported inside the worker thread the first time a model
+is loaded. Every model call and load runs in a single-thread ``ThreadPoolExecutor`` via
+``loop.run_in_executor``, so the asyncio loop never blocks on TensorFlow and TensorFlow never runs
+concurrently with itself (2-core machine: concurrency would only add contention).
+
+Hot swap: `reload_if_changed` reads the registry's champion pointer; if it names another version, that
+version is loaded and warmed up in the worker thread and then the reference is swapped. Requests queued
+before the load was queued run on the old model (the executor is FIFO), requests after on the new one; a
+failed load (e.g. BackboneMismatchError) leaves the old model serving and is raised to the caller.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from classifier.registry import Registry, RegistryError
+from classifier.types import Prediction
+
+if TYPE_CHECKING:
+    from classifier.model import Backbone
+    from classifier.predictor import Predictor
+
+log = logging.getLogger(__name__)
+
+
+class ClassifierNotReadyError(RuntimeError):
+    """classify() was called before start() loaded a model, or after close()."""
+
+
+class ClassifierService:
+    """Implements `classifier.types.Classifier` over a model registry (see module docstring).
+
+    models_dir: registry root (MODELS_DIR); vgg16_weights: ``"imagenet"`` or a weights file path
+    (VGG16_WEIGHTS). The loaded backbone is reused across versions with the same input size.
+    """
+
+    def __init__(self, models_dir: Path, vgg16_weights: str) -> None:
+        self.registry = Registry(Path(models_dir))
+        self.vgg16_weights = vgg16_weights
+        self._executor: ThreadPoolExecutor | None = ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="classifier"
+        )
+        self._predictor: Predictor | None = None
+        self._backbone: Backbone | None = None
+        self._swap_lock = asyncio.Lock()
+
+    @property
+    def labels(self) -> list[str]:
+        """Equipment labels of the serving version (empty before start)."""
+        return list(self._predictor.labels) if self._predictor else []
+
+    @property
+    def model_version(self) -> str:
+        """Serving version name (e.g. ``v0001``), empty before start."""
+        return self._predictor.version if self._predictor else ""
+
+    async def _run(self, fn: Any, *args: Any) -> Any:
+        if self._executor is None:
+            raise ClassifierNotReadyError("classifier service is closed")
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+    def _load_blocking(self, version: str) -> Predictor:
+        # Runs in the worker thread: the first call imports TensorFlow.
+        import os
+
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        from classifier.predictor import Predictor
+
+        predictor = Predictor.load(self.registry.version_dir(version), self.vgg16_weights, self._backbone)
+        predictor.warm_up()
+        if predictor.backbone is not None:  # reuse for the next version (same weights and input size)
+            self._backbone = predictor.backbone
+        log.info("loaded model %s in %.1f s", version, predictor.load_seconds)
+        return predictor
+
+    async def start(self) -> None:
+        """Load and warm up the champion in the worker thread. Raises RegistryError if there is none,
+        BackboneMismatchError if VGG16_WEIGHTS is not the version's backbone."""
+        version = self.registry.champion()
+        if version is None:
+            raise RegistryError(f"no champion model in {self.registry.models_dir} (run python -m classifier)")
+        await self.load_version(version)
+
+    async def load_version(self, version: str) -> None:
+        """Load, warm up and swap in ``version`` (e.g. after a rollback). Old model serves until then."""
+        async with self._swap_lock:
+            predictor = await self._run(self._load_blocking, version)
+            self._predictor = predictor
+
+    async def reload_if_changed(self) -> bool:
+        """Swap to the registry's champion if it moved; True if a new version was swapped in."""
+        champion = self.registry.champion()
+        if champion is None or champion == self.model_version:
+            return False
+        await self.load_version(champion)
+        return True
+
+    async def classify(self, image: bytes) -> Prediction:
+        """Classify encoded image bytes in the worker thread. Raises ImageDecodeError for unreadable images,
+        ClassifierNotReadyError before start()."""
+        predictor = self._predictor
+        if predictor is None:
+            raise ClassifierNotReadyError("classifier service not started")
+        result: Prediction = await self._run(predictor.classify_bytes, image)
+        return result
+
+    async def close(self) -> None:
+        """Stop the worker thread (waits for queued work). Idempotent."""
+        executor, self._executor = self._executor, None
+        if executor is not None:
+            await asyncio.get_running_loop().run_in_executor(None, executor.shutdown, True)
+        self._predictor = None
