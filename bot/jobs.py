@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import html
 import json
 import logging
 import os
@@ -31,6 +32,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from telegram.constants import ParseMode
 from telegram.error import TelegramError
 from telegram.ext import Application, CallbackContext
 
@@ -309,7 +311,7 @@ async def notify_admins(bot: Any, services: Services, text: str, skip: int | Non
         if admin_id == skip:
             continue
         try:
-            await bot.send_message(admin_id, text)
+            await bot.send_message(admin_id, html.escape(text), parse_mode=ParseMode.HTML)
         except TelegramError as exc:
             log.warning("cannot notify admin %s: %s", admin_id, exc)
 
