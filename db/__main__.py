@@ -1,0 +1,183 @@
+"""``python -m db``: database and catalog commands.
+
+    python -m db upgrade          # alembic upgrade head (same as `alembic upgrade head`)
+    python -m db check            # is the schema at head? does every catalog equipment type have a row?
+    python -m db seed             # load db/catalog.toml (idempotent; keeps admins' edits)
+    python -m db refresh-videos   # re-check videos with YouTube (needs YOUTUBE_API_KEY)
+    python -m db videos [SLUG]    # list the catalog's tutorials
+    python -m db stats            # users, photos, corrections, agreement rate per equipment
+
+Every command except ``upgrade`` refuses to run on a database that is behind (exit status 2) and names the
+command that fixes it. The database is DATABASE_URL, else sqlite:///<DATA_DIR>/spotter.sqlite3.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from sqlalchemy import Engine
+
+from db import repositories as repo
+from db.errors import DatabaseBehindError
+from db.refresh import refresh_videos
+from db.schema import ensure_schema_current, upgrade_to_head
+from db.seed import DEFAULT_SEED_PATH, SeedError, apply_seed, load_seed
+from db.session import make_engine, make_session_factory, session_scope
+from db.settings import DatabaseSettings
+from db.youtube import YouTubeClient
+
+log = logging.getLogger("db")
+
+EXIT_OK = 0
+EXIT_PROBLEM = 1
+EXIT_BEHIND = 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m db", description="Spotter database and catalog commands")
+    parser.add_argument("--database-url", help="override DATABASE_URL for this command")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("upgrade", help="migrate the database to the latest schema (alembic upgrade head)")
+    sub.add_parser("check", help="check the schema is current and the catalog is complete")
+    seed = sub.add_parser("seed", help="load the catalog seed file (idempotent)")
+    seed.add_argument("--file", type=Path, default=DEFAULT_SEED_PATH, help="seed TOML (default: %(default)s)")
+    seed.add_argument("--dry-run", action="store_true", help="report what would change, change nothing")
+    refresh = sub.add_parser("refresh-videos", help="re-check stored videos with YouTube's videos.list")
+    refresh.add_argument(
+        "--older-than-days", type=float, default=None, help="only videos not checked for this many days"
+    )
+    videos = sub.add_parser("videos", help="list tutorials")
+    videos.add_argument("slug", nargs="?", help="only this equipment slug")
+    videos.add_argument("--removed", action="store_true", help="include videos removed by admins")
+    sub.add_parser("stats", help="usage and feedback figures")
+    return parser
+
+
+def _open(url: str) -> Engine | None:
+    engine = make_engine(url)
+    try:
+        ensure_schema_current(engine)
+    except DatabaseBehindError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        engine.dispose()
+        return None
+    return engine
+
+
+def _check(engine: Engine) -> int:
+    seed = load_seed()
+    factory = make_session_factory(engine)
+    status = EXIT_OK
+    with session_scope(factory) as session:
+        counts = {e.slug: n for e, n in repo.equipment_with_tutorial_counts(session)}
+        missing = [e.slug for e in seed.equipment if e.slug not in counts]
+        print(f"schema: at head; equipment types: {len(counts)}; videos shown: {sum(counts.values())}")
+        if missing:
+            print(f"missing equipment rows (run `python -m db seed`): {', '.join(missing)}")
+            status = EXIT_PROBLEM
+        for slug, n in counts.items():
+            if n == 0:
+                print(f"  {slug}: no tutorial yet (replies offer a YouTube search link)")
+    return status
+
+
+def _seed(engine: Engine, path: Path, dry_run: bool) -> int:
+    try:
+        seed = load_seed(path)
+    except SeedError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_PROBLEM
+    factory = make_session_factory(engine)
+    with factory() as session, session.begin():
+        report = apply_seed(session, seed)
+        if dry_run:
+            session.rollback()
+    print(("dry run, nothing written\n" if dry_run else "") + report.summary())
+    for line in report.kept_details:
+        print(f"  kept: {line}")
+    return EXIT_OK
+
+
+def _refresh(engine: Engine, settings: DatabaseSettings, older_than_days: float | None) -> int:
+    if not settings.youtube_api_key:
+        print("YOUTUBE_API_KEY is not set: video metadata stays as the curators typed it (unverified).")
+        return EXIT_OK
+    client = YouTubeClient(settings.youtube_api_key)
+    before = None
+    if older_than_days is not None:
+        before = dt.datetime.now(dt.UTC) - dt.timedelta(days=older_than_days)
+    with session_scope(make_session_factory(engine)) as session:
+        report = refresh_videos(session, client, checked_before=before)
+    print(report.summary())
+    return EXIT_PROBLEM if report.errors else EXIT_OK
+
+
+def _videos(engine: Engine, slug: str | None, removed: bool) -> int:
+    with session_scope(make_session_factory(engine)) as session:
+        if slug is not None and repo.get_equipment(session, slug) is None:
+            print(f"error: unknown equipment {slug!r}", file=sys.stderr)
+            return EXIT_PROBLEM
+        for t in repo.list_tutorials(session, slug, include_removed=removed):
+            flags = (
+                [t.status] + (["removed"] if t.removed_at else []) + (["women-led"] if t.women_led else [])
+            )
+            print(
+                f"{t.equipment.slug:22} {t.youtube_id}  {t.display_title}  "
+                f"[{t.channel or '?'}] ({', '.join(flags)})"
+            )
+    return EXIT_OK
+
+
+def _stats(engine: Engine) -> int:
+    with session_scope(make_session_factory(engine)) as session:
+        stats = repo.collect_stats(session)
+    rate = "n/a" if stats.agreement_rate is None else f"{stats.agreement_rate:.0%}"
+    print(
+        f"users {stats.users}, photos {stats.photos} ({stats.distinct_images} distinct), "
+        f"corrections {stats.corrections} {stats.corrections_by_state}, agreement {rate}, "
+        f"champion {stats.champion or 'none recorded'}"
+    )
+    for row in stats.per_equipment:
+        r = "n/a" if row.agreement_rate is None else f"{row.agreement_rate:.0%}"
+        print(
+            f"  {row.slug:22} predicted {row.predictions:5}  confirmed {row.confirmed:4}  "
+            f"corrected {row.corrected:4}  agreement {r}"
+        )
+    return EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; returns the process exit status (0 ok, 1 problem reported, 2 database behind)."""
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("alembic.runtime.migration").setLevel(logging.WARNING)
+    args = _parser().parse_args(argv)
+    settings = DatabaseSettings()
+    url = args.database_url or settings.resolved_database_url()
+    if args.command == "upgrade":
+        upgrade_to_head(url)
+        print("database is at the latest schema")
+        return EXIT_OK
+    engine = _open(url)
+    if engine is None:
+        return EXIT_BEHIND
+    try:
+        if args.command == "check":
+            return _check(engine)
+        if args.command == "seed":
+            return _seed(engine, args.file, args.dry_run)
+        if args.command == "refresh-videos":
+            return _refresh(engine, settings, args.older_than_days)
+        if args.command == "videos":
+            return _videos(engine, args.slug, args.removed)
+        return _stats(engine)
+    finally:
+        engine.dispose()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
