@@ -123,6 +123,24 @@ HTML_TAGS = frozenset(
         "tg-emoji",
     }
 )
+ENTITY_TYPES = {
+    "b": "bold",
+    "strong": "bold",
+    "i": "italic",
+    "em": "italic",
+    "u": "underline",
+    "ins": "underline",
+    "s": "strikethrough",
+    "strike": "strikethrough",
+    "del": "strikethrough",
+    "span": "spoiler",
+    "tg-spoiler": "spoiler",
+    "a": "text_link",
+    "code": "code",
+    "pre": "pre",
+    "blockquote": "blockquote",
+    "tg-emoji": "custom_emoji",
+}
 COMMAND_RE = re.compile(r"^[a-z0-9_]{1,32}$")
 
 
@@ -263,15 +281,27 @@ class _State:
 def plain_text(text: str, parse_mode: object = None) -> str:
     """What a Telegram client shows for ``text`` sent with ``parse_mode`` (HTML tags removed, entities
     decoded; MarkdownV2/Markdown escapes and markers removed on a best-effort basis)."""
+    return formatted(text, parse_mode)[0]
+
+
+def formatted(text: str, parse_mode: object = None) -> tuple[str, list[dict[str, Any]]]:
+    """(plain text, MessageEntity dicts) as Telegram derives them from ``text`` and ``parse_mode``. HTML is
+    checked like Telegram does (ApiError "can't parse entities"); entity offsets/lengths are in UTF-16 code
+    units. MarkdownV2/Markdown give the stripped text without entities (best effort)."""
     if parse_mode == "HTML":
         parser = _HtmlChecker()
         parser.feed(text)
         parser.close()
-        return "".join(parser.text)
+        entities = sorted(parser.entities, key=lambda e: (e["offset"], -e["length"]))
+        return "".join(parser.text), [entity for entity in entities if entity["length"] > 0]
     if parse_mode in ("MarkdownV2", "Markdown"):
         without_links = re.sub(r"\[([^\]]*)\]\(([^)]*)\)", r"\1", text)
-        return re.sub(r"\\(.)", r"\1", re.sub(r"(?<!\\)[*_~`|]", "", without_links))
-    return text
+        return re.sub(r"\\(.)", r"\1", re.sub(r"(?<!\\)[*_~`|]", "", without_links)), []
+    return text, []
+
+
+def _utf16_len(text: str) -> int:
+    return len(text.encode("utf-16-le")) // 2
 
 
 def inline_keyboard(markup: object) -> list[list[dict[str, Any]]]:
@@ -286,42 +316,59 @@ class _HtmlChecker(HTMLParser):
 
     def __init__(self) -> None:
         super().__init__(convert_charrefs=False)
-        self.stack: list[str] = []
+        self.stack: list[tuple[str, int, dict[str, Any]]] = []
         self.text: list[str] = []
+        self.entities: list[dict[str, Any]] = []
+        self.position = 0
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         if tag not in HTML_TAGS:
             raise ApiError(400, f'Bad Request: can\'t parse entities: unsupported start tag "{tag}"')
-        if tag == "a" and not any(name == "href" and value for name, value in attrs):
-            raise ApiError(400, "Bad Request: can't parse entities: <a> tag without href")
-        self.stack.append(tag)
+        attributes = dict(attrs)
+        extra: dict[str, Any] = {"type": ENTITY_TYPES[tag]}
+        if tag == "a":
+            if not attributes.get("href"):
+                raise ApiError(400, "Bad Request: can't parse entities: <a> tag without href")
+            extra["url"] = attributes["href"]
+        if tag == "span" and attributes.get("class") != "tg-spoiler":
+            raise ApiError(400, 'Bad Request: can\'t parse entities: <span> needs class="tg-spoiler"')
+        if tag == "blockquote" and "expandable" in attributes:
+            extra["type"] = "expandable_blockquote"
+        self.stack.append((tag, self.position, extra))
 
     def handle_endtag(self, tag: str) -> None:
-        if not self.stack or self.stack[-1] != tag:
+        if not self.stack or self.stack[-1][0] != tag:
             raise ApiError(400, f'Bad Request: can\'t parse entities: unexpected end tag "{tag}"')
-        self.stack.pop()
+        _tag, start, extra = self.stack.pop()
+        self.entities.append({**extra, "offset": start, "length": self.position - start})
+
+    def _add(self, text: str) -> None:
+        self.text.append(text)
+        self.position += _utf16_len(text)
 
     def handle_data(self, data: str) -> None:
         if "<" in data or ">" in data:
             raise ApiError(400, "Bad Request: can't parse entities: unescaped '<' or '>'")
         if "&" in data:
             raise ApiError(400, "Bad Request: can't parse entities: unescaped '&'")
-        self.text.append(data)
+        self._add(data)
 
     def handle_entityref(self, name: str) -> None:
         if name not in ("lt", "gt", "amp", "quot"):
             raise ApiError(400, f'Bad Request: can\'t parse entities: unsupported entity "&{name};"')
-        self.text.append(html.unescape(f"&{name};"))
+        self._add(html.unescape(f"&{name};"))
 
     def handle_charref(self, name: str) -> None:
-        self.text.append(html.unescape(f"&#{name};"))
+        self._add(html.unescape(f"&#{name};"))
 
     def close(self) -> None:
         super().close()
         if self.rawdata:
             raise ApiError(400, "Bad Request: can't parse entities: unfinished markup")
         if self.stack:
-            raise ApiError(400, f'Bad Request: can\'t parse entities: unclosed start tag "{self.stack[-1]}"')
+            raise ApiError(
+                400, f'Bad Request: can\'t parse entities: unclosed start tag "{self.stack[-1][0]}"'
+            )
 
 
 class _Handler(tornado.web.RequestHandler):
@@ -991,9 +1038,9 @@ class FakeTelegramServer:
         text = req.params.get("text")
         if not isinstance(text, str) or not text.strip():
             raise ApiError(400, "Bad Request: message text is empty")
-        shown = _checked_text(text, req.params.get("parse_mode"), MAX_MESSAGE_CHARS, "message is too long")
+        shown, entities = _checked_text(req.params, "text", MAX_MESSAGE_CHARS, "message is too long")
         markup = _checked_markup(req.params.get("reply_markup"))
-        return self._bot_message(user, text=shown, reply_markup=markup)
+        return self._bot_message(user, text=shown, entities=entities or None, reply_markup=markup)
 
     async def _api_sendPhoto(self, req: _Request) -> Any:
         user = self._chat(req.params)
@@ -1011,9 +1058,10 @@ class FakeTelegramServer:
             Image.open(io.BytesIO(data)).verify()
         except (UnidentifiedImageError, OSError, ValueError):
             raise ApiError(400, "Bad Request: IMAGE_PROCESS_FAILED") from None
-        caption = _optional_caption(req.params)
+        caption, entities = _optional_caption(req.params)
+        markup = _checked_markup(req.params.get("reply_markup"))
         return self._bot_message(
-            user, photo=sizes, caption=caption, reply_markup=_checked_markup(req.params.get("reply_markup"))
+            user, photo=sizes, caption=caption, caption_entities=entities or None, reply_markup=markup
         )
 
     async def _api_sendDocument(self, req: _Request) -> Any:
@@ -1029,11 +1077,12 @@ class FakeTelegramServer:
             "mime_type": upload.content_type or "application/octet-stream",
             "file_size": stored.declared_size,
         }
-        caption = _optional_caption(req.params)
+        caption, entities = _optional_caption(req.params)
         return self._bot_message(
             user,
             document=document,
             caption=caption,
+            caption_entities=entities or None,
             reply_markup=_checked_markup(req.params.get("reply_markup")),
         )
 
@@ -1044,29 +1093,29 @@ class FakeTelegramServer:
             raise ApiError(400, "Bad Request: message text is empty")
         if "text" not in message:
             raise ApiError(400, "Bad Request: there is no text in the message to edit")
-        shown = _checked_text(text, req.params.get("parse_mode"), MAX_MESSAGE_CHARS, "MESSAGE_TOO_LONG")
+        shown, entities = _checked_text(req.params, "text", MAX_MESSAGE_CHARS, "MESSAGE_TOO_LONG")
         markup = _checked_markup(req.params.get("reply_markup"))
-        if shown == message.get("text") and markup == message.get("reply_markup"):
+        same_entities = (entities or None) == message.get("entities")
+        if shown == message.get("text") and same_entities and markup == message.get("reply_markup"):
             raise ApiError(
                 400,
                 "Bad Request: message is not modified: specified new message content and reply markup are "
                 "exactly the same as a current content and reply markup of the message",
             )
         message["text"] = shown
+        _set_optional(message, "entities", entities or None)
         _set_markup(message, markup)
         message["edit_date"] = int(time.time())
         return message
 
     async def _api_editMessageCaption(self, req: _Request) -> Any:
         message = self._editable(req.params)
-        caption = _optional_caption(req.params)
+        caption, entities = _optional_caption(req.params)
         markup = _checked_markup(req.params.get("reply_markup"))
         if caption == message.get("caption") and markup == message.get("reply_markup"):
             raise ApiError(400, "Bad Request: message is not modified")
-        if caption is None:
-            message.pop("caption", None)
-        else:
-            message["caption"] = caption
+        _set_optional(message, "caption", caption)
+        _set_optional(message, "caption_entities", entities or None)
         _set_markup(message, markup)
         message["edit_date"] = int(time.time())
         return message
@@ -1123,22 +1172,34 @@ def _scope_key(scope: object) -> str:
     return json.dumps(scope if isinstance(scope, dict) else {"type": "default"}, sort_keys=True)
 
 
-def _checked_text(text: str, parse_mode: object, limit: int, too_long: str) -> str:
+def _checked_text(
+    params: dict[str, Any], field_name: str, limit: int, too_long: str
+) -> tuple[str, list[dict[str, Any]]]:
+    """The shown text and entities of ``params[field_name]`` (with ``parse_mode``, or explicit
+    ``entities``/``caption_entities``). Raises ApiError like Telegram for bad markup or length."""
+    parse_mode = params.get("parse_mode")
     if parse_mode not in (None, "HTML", "MarkdownV2", "Markdown"):
         raise ApiError(400, f"Bad Request: unsupported parse_mode {parse_mode}")
-    shown = plain_text(text, parse_mode)
+    shown, entities = formatted(str(params.get(field_name, "")), parse_mode)
+    explicit = params.get("entities" if field_name == "text" else "caption_entities")
+    if parse_mode is None and isinstance(explicit, list):
+        entities = explicit
     if len(shown) > limit:
         raise ApiError(400, f"Bad Request: {too_long}")
-    return shown
+    return shown, entities
 
 
-def _optional_caption(params: dict[str, Any]) -> str | None:
-    caption = params.get("caption")
-    if caption is None:
-        return None
-    return _checked_text(
-        str(caption), params.get("parse_mode"), MAX_CAPTION_CHARS, "message caption is too long"
-    )
+def _optional_caption(params: dict[str, Any]) -> tuple[str | None, list[dict[str, Any]]]:
+    if params.get("caption") is None:
+        return None, []
+    return _checked_text(params, "caption", MAX_CAPTION_CHARS, "message caption is too long")
+
+
+def _set_optional(message: dict[str, Any], key: str, value: object) -> None:
+    if value is None:
+        message.pop(key, None)
+    else:
+        message[key] = value
 
 
 def _checked_markup(markup: object) -> dict[str, Any] | None:

@@ -174,6 +174,16 @@ async def test_application_polls_replies_and_stops_quickly(server: FakeTelegramS
     assert server.pending_updates() == 0
 
 
+async def test_html_becomes_entities_that_ptb_renders_back(server: FakeTelegramServer, bot: Bot) -> None:
+    user = server.new_user()
+    html_text = '💪 <b>Leg press</b>: <a href="https://www.youtube.com/watch?v=a&amp;t=1">Ana &lt;3</a>'
+    sent = await bot.send_message(user.id, html_text, parse_mode="HTML")
+    assert sent.text == "💪 Leg press: Ana <3"
+    assert [entity.type for entity in sent.entities] == ["bold", "text_link"]
+    assert sent.entities[0].offset == 3  # UTF-16: the emoji counts twice, as on Telegram
+    assert sent.text_html == html_text.replace("&amp;t=", "&t=")  # PTB leaves "&" in href unescaped
+
+
 def test_plain_text() -> None:
     assert plain_text('<a href="https://x.y/?a=1&amp;b=2">Video</a> &lt;3', "HTML") == "Video <3"
     assert plain_text(r"*Leg press* \- 93\%", "MarkdownV2") == "Leg press - 93%"
