@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -10,7 +11,7 @@ from telegram import BotCommand, BotCommandScopeChat, BotCommandScopeDefault
 from telegram.error import TelegramError
 from telegram.ext import AIORateLimiter, Application, ApplicationBuilder, Defaults
 
-from bot import jobs
+from bot import data, jobs
 from bot.config import Settings
 from bot.handlers import admin, commands, errors, feedback, media, photo, retraining
 from bot.photo_store import PhotoStore
@@ -142,11 +143,14 @@ async def _post_init(application: AnyApplication) -> None:
     start = getattr(services.classifier, "start", None)
     if start is not None:
         await start()
-    log.info(
-        "Classifier ready: model version %s, %d labels",
-        services.classifier.model_version,
-        len(services.classifier.labels),
-    )
+    labels = list(services.classifier.labels)
+    log.info("Classifier ready: model version %s, %d labels", services.classifier.model_version, len(labels))
+    known = {
+        equipment.slug for equipment in await asyncio.to_thread(data.list_equipment, services.session_factory)
+    }
+    missing = sorted(set(labels) - known)
+    if missing:
+        log.warning("Labels without a catalog entry (run `python -m db seed`): %s", ", ".join(missing))
     await set_command_menus(application)
 
 

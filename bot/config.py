@@ -61,8 +61,9 @@ class Settings(ClassifierSettings, DatabaseSettings):
     # Photos: Bot API getFile refuses files over 20 MB (https://core.telegram.org/bots/api#getfile).
     max_download_bytes: int = 20 * 1024 * 1024
     download_timeout_seconds: float = 20.0
-    # Photo sizes: the smallest size whose shorter side is at least this is downloaded (VGG16 input is 224).
-    min_photo_side: int = 224
+    # Photo sizes: the smallest size whose shorter side is at least this is downloaded. VGG16 takes 224 px;
+    # 448 (Telegram's 800 px size) keeps stored photos useful for retraining at higher resolution.
+    min_photo_side: int = 448
     # Albums: wait this long after the last photo of a media group before answering once for all of them.
     media_group_delay_seconds: float = 1.0
     # At most one "something went wrong" notice to admins per this many seconds.

@@ -12,10 +12,12 @@ from dataclasses import dataclass
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.photo_store import StoredPhoto
-from bot.texts import EquipmentCount
+from bot.texts import AddVideoResult, EquipmentCount, StatsLine, StatsSummary, VideoLine
 from bot.views import EquipmentView, TutorialView, display_name
 from classifier.types import Prediction as ClassifierPrediction
 from db import repositories as repo
+from db import youtube
+from db.errors import DuplicateVideoError
 from db.models import NOT_EQUIPMENT, Equipment, Tutorial
 from db.session import session_scope
 
@@ -203,3 +205,104 @@ def record_choice(
         if label == NOT_EQUIPMENT:
             return None
         return _view_for(session, label)
+
+
+def stats_summary(factory: SessionFactory, serving_version: str) -> StatsSummary:
+    """Totals and per-equipment agreement for /stats."""
+    with session_scope(factory) as session:
+        stats = repo.collect_stats(session)
+    return StatsSummary(
+        users=stats.users,
+        photos=stats.photos,
+        confirmed=stats.confirmed,
+        corrections=stats.corrections,
+        pending=stats.corrections_by_state.get("pending", 0),
+        agreement_rate=stats.agreement_rate,
+        champion=stats.champion,
+        serving=serving_version,
+        tutorials=stats.tutorials,
+        lines=[
+            StatsLine(row.display_name, row.predictions, row.confirmed, row.corrected, row.agreement_rate)
+            for row in stats.per_equipment
+        ],
+    )
+
+
+def resolve_equipment(factory: SessionFactory, text: str) -> EquipmentView | None:
+    """The equipment an admin typed (slug, name or alias), or None when unknown or ambiguous."""
+    with session_scope(factory) as session:
+        equipment = repo.resolve_equipment(session, text)
+        return equipment_view(equipment) if equipment is not None else None
+
+
+def list_videos(factory: SessionFactory, slug: str | None) -> list[VideoLine]:
+    """Tutorials shown to users (not removed), optionally of one equipment slug, with their database ids."""
+    with session_scope(factory) as session:
+        return [
+            VideoLine(
+                id=t.id,
+                equipment=t.equipment.display_name,
+                title=t.display_title,
+                channel=t.channel or t.presenter or "?",
+                url=t.url,
+                status=t.status,
+                women_led=t.women_led,
+            )
+            for t in repo.list_tutorials(session, slug)
+        ]
+
+
+def tutorial_youtube_id(factory: SessionFactory, tutorial_id: int) -> str | None:
+    """The YouTube id of the tutorial with this database id (None if there is none)."""
+    with session_scope(factory) as session:
+        tutorial = session.get(Tutorial, tutorial_id)
+        return tutorial.youtube_id if tutorial is not None else None
+
+
+def remove_video(factory: SessionFactory, youtube_id: str, admin_id: int) -> TutorialView:
+    """Hide a tutorial from users (soft delete). Raises db.errors.NotFoundError."""
+    with session_scope(factory) as session:
+        return tutorial_view(repo.remove_tutorial(session, youtube_id, removed_by_telegram_id=admin_id))
+
+
+def parse_youtube_link(text: str) -> str:
+    """The 11-character video id of a YouTube link or bare id. Raises ValueError (InvalidYouTubeLinkError)
+    whose ``reason`` says why (playlist, channel, look-alike host, ...)."""
+    return youtube.parse_video_id(text)
+
+
+def lookup_video(client: youtube.YouTubeClient | None, video_id: str) -> youtube.VideoLookup:
+    """videos.list for one id (BLOCKING network call; None client = no key = unverified)."""
+    return youtube.lookup_video(client, video_id)
+
+
+def add_video(
+    factory: SessionFactory,
+    slug: str,
+    lookup: youtube.VideoLookup,
+    admin_id: int,
+    typed_title: str | None,
+) -> AddVideoResult:
+    """Store a tutorial for /addvideo from a `lookup_video` result; an unavailable video is refused and a
+    duplicate reported, neither raises."""
+    metadata = lookup.metadata
+    if metadata is not None and metadata.status == "unavailable":
+        return AddVideoResult("unavailable", None, lookup.message)
+    with session_scope(factory) as session:
+        try:
+            tutorial = repo.add_tutorial(
+                session,
+                equipment_slug=slug,
+                youtube_id=lookup.video_id,
+                added_by_telegram_id=admin_id,
+                title=(metadata.title if metadata else None) or typed_title,
+                channel=metadata.channel if metadata else None,
+                duration_seconds=metadata.duration_seconds if metadata else None,
+                thumbnail_url=metadata.thumbnail_url if metadata else None,
+                status="available" if metadata is not None else "unverified",
+                status_detail=None if metadata is not None else lookup.message,
+                checked_at=youtube.checked_now() if metadata is not None else None,
+            )
+        except DuplicateVideoError as error:
+            return AddVideoResult("duplicate", None, str(error))
+        return AddVideoResult("added", tutorial_view(tutorial), lookup.message)

@@ -11,6 +11,7 @@ from telegram.ext import Application, CallbackContext
 from bot.config import Settings
 from bot.photo_store import PhotoStore
 from classifier.types import Classifier
+from db.youtube import YouTubeClient
 
 SERVICES_KEY = "spotter.services"
 
@@ -25,6 +26,14 @@ class Services:
     settings: Settings
     photo_store: PhotoStore
     state: dict[str, Any] = field(default_factory=dict)
+    youtube: YouTubeClient | None = None
+    """videos.list client, built on first use when YOUTUBE_API_KEY is set (tests install one on HttpMock)."""
+
+    def youtube_client(self) -> YouTubeClient | None:
+        """The YouTube metadata client, or None without YOUTUBE_API_KEY (metadata then stays unverified)."""
+        if self.youtube is None and self.settings.youtube_api_key:
+            self.youtube = YouTubeClient(self.settings.youtube_api_key)
+        return self.youtube
 
 
 def install_services(application: Application[Any, Any, Any, Any, Any, Any], services: Services) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from html import escape
+from typing import Literal
 from urllib.parse import urlencode
 
 from bot.views import EquipmentView, TutorialView
@@ -244,3 +245,164 @@ def admin_error_notice(summary: str, suppressed: int) -> str:
 
 
 FORGET_NOT_YOURS = "Only the person who asked to be forgotten can press this button."
+
+
+ADDVIDEO_USAGE = (
+    "Usage: /addvideo &lt;equipment&gt; &lt;YouTube link&gt;\n"
+    "Example: /addvideo leg_press https://youtu.be/dQw4w9WgXcQ\n"
+    "Equipment can be its slug, name or an alias (see /equipment)."
+)
+REMOVEVIDEO_USAGE = "Usage: /removevideo &lt;tutorial id or YouTube link&gt; (ids are shown by /videos)"
+
+
+def rate_text(rate: float | None) -> str:
+    """Agreement rate as a percentage, or an en dash when nobody gave feedback."""
+    return "–" if rate is None else percent(rate)
+
+
+@dataclass(frozen=True)
+class StatsLine:
+    """One equipment row of /stats: name, photos predicted as it, confirmed, corrected, agreement rate."""
+
+    name: str
+    predictions: int
+    confirmed: int
+    corrected: int
+    agreement_rate: float | None
+
+
+@dataclass(frozen=True)
+class StatsSummary:
+    """Totals of /stats (see db.repositories.Stats); ``serving`` is the version the bot is running."""
+
+    users: int
+    photos: int
+    confirmed: int
+    corrections: int
+    pending: int
+    agreement_rate: float | None
+    champion: str | None
+    serving: str
+    tutorials: int
+    lines: Sequence[StatsLine]
+
+
+def stats_text(stats: StatsSummary) -> str:
+    """/stats: totals, then per equipment: photos, ✅ confirmed, ❌ corrected and agreement rate."""
+    head = [
+        "<b>Spotter statistics</b>",
+        f"Users: {stats.users}",
+        f"Photos: {stats.photos}",
+        f"Feedback: {stats.confirmed} confirmed, {stats.corrections} corrections "
+        f"({stats.pending} pending review)",
+        f"Agreement rate: {rate_text(stats.agreement_rate)}",
+        f"Tutorials: {stats.tutorials}",
+        f"Model: serving {escape(stats.serving or 'none')}, "
+        f"champion in DB {escape(stats.champion or 'none')}",
+    ]
+    rows = [
+        f"• {escape(line.name)}: {line.predictions} photos, ✅ {line.confirmed} ❌ {line.corrected}, "
+        f"agreement {rate_text(line.agreement_rate)}"
+        for line in stats.lines
+        if line.predictions or line.confirmed or line.corrected
+    ]
+    if not rows:
+        rows = ["No photos yet."]
+    return "\n".join([*head, "", "<b>Per equipment</b>", *rows])
+
+
+@dataclass(frozen=True)
+class VideoLine:
+    """One tutorial of /videos."""
+
+    id: int
+    equipment: str
+    title: str
+    channel: str
+    url: str
+    status: str
+    women_led: bool
+
+
+def videos_text(videos: Sequence[VideoLine], equipment: str | None) -> str:
+    """/videos [equipment]: one line per tutorial with its id (for /removevideo), status and link."""
+    scope = f" for {escape(equipment)}" if equipment else ""
+    if not videos:
+        return f"No tutorials{scope} yet. Add one with /addvideo."
+    lines = [f"<b>Tutorials{scope}</b> ({len(videos)})"]
+    current = None
+    for video in videos:
+        if video.equipment != current and not equipment:
+            current = video.equipment
+            lines.append(f"\n<b>{escape(current)}</b>")
+        flags = "" if video.status == "available" else f" [{escape(video.status)}]"
+        women = "" if video.women_led else " (not women-led)"
+        lines.append(
+            f'#{video.id} <a href="{escape(video.url)}">{escape(video.title)}</a> – '
+            f"{escape(video.channel)}{flags}{women}"
+        )
+    return "\n".join(lines)
+
+
+def model_caption(version: str, metrics: dict[str, object], serving: str) -> str:
+    """/model: the champion version and its headline metrics (top-level numbers of metrics.json)."""
+    lines = [f"<b>Champion model {escape(version)}</b> (serving {escape(serving or 'none')})"]
+    for key, value in metrics.items():
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            continue
+        shown = percent(value) if 0.0 <= value <= 1.0 and isinstance(value, float) else str(value)
+        lines.append(f"{escape(key)}: {shown}")
+        if len(lines) > 12:
+            break
+    return "\n".join(lines)
+
+
+MAX_MESSAGE_CHARS = 4096
+"""Bot API limit on a message's text length (sendMessage docs: 1-4096 characters after entity parsing)."""
+
+
+def split_message(text: str, limit: int = MAX_MESSAGE_CHARS) -> list[str]:
+    """Split ``text`` on line boundaries into chunks of at most ``limit`` characters (a longer single line
+    is cut). Lines are never split inside, so HTML tags opened on a line stay balanced."""
+    chunks: list[str] = []
+    current = ""
+    for line in text.split("\n"):
+        while len(line) > limit:
+            if current:
+                chunks.append(current)
+                current = ""
+            chunks.append(line[:limit])
+            line = line[limit:]
+        candidate = f"{current}\n{line}" if current else line
+        if len(candidate) > limit:
+            chunks.append(current)
+            current = line
+        else:
+            current = candidate
+    if current:
+        chunks.append(current)
+    return chunks
+
+
+@dataclass(frozen=True)
+class AddVideoResult:
+    """What /addvideo did: outcome added | duplicate | unavailable, the stored tutorial when added, and a
+    one-line note (verified with YouTube, or why not)."""
+
+    outcome: Literal["added", "duplicate", "unavailable"]
+    tutorial: TutorialView | None
+    note: str
+
+
+def addvideo_result_text(result: AddVideoResult, equipment_name: str) -> str:
+    """The admin's answer to /addvideo."""
+    if result.outcome == "duplicate":
+        return f"Not added: {escape(result.note)}."
+    if result.outcome == "unavailable" or result.tutorial is None:
+        return f"Not added: the video is {escape(result.note)}."
+    tutorial = result.tutorial
+    return (
+        f"Added #{tutorial.id} for <b>{escape(equipment_name)}</b>: "
+        f'<a href="{escape(tutorial.url)}">{escape(tutorial.title)}</a> – {escape(tutorial.channel)}\n'
+        f"({escape(result.note)})"
+    )

@@ -1,0 +1,160 @@
+"""``python -m bot`` (long polling) or ``python -m bot --webhook``: read settings once, configure logging,
+check the database schema and the model, then serve. Startup problems are one line on stderr, exit code 2
+(configuration) or 1 (database/model), never a traceback."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from telegram import Update
+
+from bot.config import Settings, SettingsError, load_settings
+
+log = logging.getLogger("bot")
+
+EXIT_CONFIG = 2
+EXIT_STARTUP = 1
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    """Command line: ``--webhook`` serves the webhook instead of long polling."""
+    parser = argparse.ArgumentParser(prog="python -m bot", description="Run the Spotter Telegram bot.")
+    parser.add_argument(
+        "--webhook",
+        action="store_true",
+        help="serve a webhook (WEBHOOK_URL, WEBHOOK_LISTEN, WEBHOOK_PORT, WEBHOOK_PATH, "
+        "WEBHOOK_SECRET_TOKEN) instead of long polling",
+    )
+    return parser.parse_args(argv)
+
+
+def configure_logging(level: str) -> None:
+    """Log to stderr with timestamps. httpx logs every request URL, which contains the bot token, so it is
+    kept at WARNING."""
+    logging.basicConfig(
+        level=getattr(logging, level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    logging.getLogger("httpcore").setLevel(logging.WARNING)
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+
+
+def webhook_options(settings: Settings) -> dict[str, Any]:
+    """Keyword arguments for `Application.run_webhook`. PTB's webhook server answers 403 to any request
+    whose X-Telegram-Bot-Api-Secret-Token header differs from ``secret_token``. Raises SettingsError when
+    WEBHOOK_URL or WEBHOOK_SECRET_TOKEN is missing."""
+    missing = [
+        name
+        for name, value in (
+            ("WEBHOOK_URL", settings.webhook_url),
+            ("WEBHOOK_SECRET_TOKEN", settings.webhook_secret_token),
+        )
+        if not value
+    ]
+    if missing:
+        raise SettingsError(f"{' and '.join(missing)} must be set for --webhook")
+    assert settings.webhook_url is not None and settings.webhook_secret_token is not None
+    path = settings.webhook_path.strip("/")
+    url = settings.webhook_url.rstrip("/")
+    if path and not url.endswith("/" + path):
+        url = f"{url}/{path}"
+    return {
+        "listen": settings.webhook_listen,
+        "port": settings.webhook_port,
+        "url_path": path,
+        "webhook_url": url,
+        "secret_token": settings.webhook_secret_token.get_secret_value(),
+        "allowed_updates": Update.ALL_TYPES,
+    }
+
+
+def check_database(settings: Settings) -> str:
+    """Raise db.errors.DatabaseBehindError unless the schema is at Alembic head (migrates nothing).
+    Returns a log-safe description of the database (URL without password, catalog size)."""
+    from sqlalchemy.engine import make_url
+
+    from db import repositories as repo
+    from db.schema import ensure_schema_current
+    from db.session import make_engine, make_session_factory, session_scope
+
+    url = settings.resolved_database_url()
+    engine = make_engine(url)
+    try:
+        ensure_schema_current(engine)
+        with session_scope(make_session_factory(engine)) as session:
+            counts = repo.equipment_with_tutorial_counts(session)
+    finally:
+        engine.dispose()
+    safe = make_url(url).render_as_string(hide_password=True)
+    tutorials = sum(n for _, n in counts)
+    return f"{safe} (schema at head; {len(counts)} equipment types, {tutorials} tutorials)"
+
+
+def check_model(settings: Settings) -> str:
+    """Raise classifier.registry.RegistryError when MODELS_DIR has no champion; returns its version."""
+    from classifier.registry import Registry, RegistryError
+
+    champion = Registry(settings.models_dir).champion()
+    if champion is None:
+        raise RegistryError(
+            f"no champion model in {settings.models_dir}: set MODELS_DIR to the repository's models/ folder "
+            "or train one with `python -m classifier train`"
+        )
+    return champion
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; returns the process exit code."""
+    args = parse_args(argv)
+    try:
+        settings = load_settings()
+        options = webhook_options(settings) if args.webhook else None
+    except SettingsError as error:
+        print(f"spotter: configuration error: {error}", file=sys.stderr)
+        return EXIT_CONFIG
+    configure_logging(settings.log_level)
+
+    from classifier.registry import RegistryError
+    from classifier.types import BackboneMismatchError
+    from db.errors import DatabaseBehindError
+
+    try:
+        log.info("Database: %s", check_database(settings))
+        log.info(
+            "Champion model: %s in %s (VGG16 weights: %s)",
+            check_model(settings),
+            settings.models_dir,
+            settings.vgg16_weights,
+        )
+    except (DatabaseBehindError, RegistryError) as error:
+        print(f"spotter: cannot start: {error}", file=sys.stderr)
+        return EXIT_STARTUP
+
+    from bot.app import build_application
+
+    application = build_application(settings)
+    log.info(
+        "Starting Spotter (%s) with %d admin(s), Bot API %s",
+        "webhook" if options else "long polling",
+        len(settings.admin_user_ids),
+        settings.telegram_base_url,
+    )
+    try:
+        if options is not None:
+            application.run_webhook(**options)
+        else:
+            application.run_polling(allowed_updates=Update.ALL_TYPES)
+    except (RegistryError, BackboneMismatchError) as error:
+        print(f"spotter: cannot load the model: {error}", file=sys.stderr)
+        return EXIT_STARTUP
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
