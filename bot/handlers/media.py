@@ -5,7 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 from telegram import Update
-from telegram.ext import Application, CommandHandler, ContextTypes, MessageHandler, filters
+from telegram.ext import (
+    Application,
+    CallbackQueryHandler,
+    CommandHandler,
+    ContextTypes,
+    MessageHandler,
+    filters,
+)
 
 from bot import texts
 from bot.inputs import media_kind
@@ -30,8 +37,10 @@ def register(application: Application[Any, Any, Any, Any, Any, Any]) -> None:
 
 
 def register_unknown_command(application: Application[Any, Any, Any, Any, Any, Any], group: int) -> None:
-    """Answer /commands no CommandHandler in any group knows (registered in a late group)."""
+    """Answer /commands no CommandHandler in any group knows, and buttons no CallbackQueryHandler matches
+    (registered in a late group)."""
     application.add_handler(MessageHandler(filters.COMMAND, on_unknown_command), group=group)
+    application.add_handler(CallbackQueryHandler(on_unknown_callback), group=group)
 
 
 async def on_other_media(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -68,3 +77,20 @@ async def on_unknown_command(update: Update, context: ContextTypes.DEFAULT_TYPE)
         return  # addressed to another bot in a group
     if command.lower() not in known_commands(context.application):
         await message.reply_text(texts.UNKNOWN_COMMAND)
+
+
+async def on_unknown_callback(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """A button whose data no other CallbackQueryHandler accepts (tampered or from an old bot version): a
+    polite answer, nothing changes."""
+    query = update.callback_query
+    if query is None:
+        return
+    for handlers in context.application.handlers.values():
+        for handler in handlers:
+            if (
+                isinstance(handler, CallbackQueryHandler)
+                and handler.callback is not on_unknown_callback
+                and handler.check_update(update) not in (None, False)
+            ):
+                return  # another handler (in another group) answers it
+    await query.answer(texts.STALE_BUTTON)
