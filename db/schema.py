@@ -15,6 +15,7 @@ from sqlalchemy import Connection, Engine
 from sqlalchemy.engine import make_url
 
 from db.errors import DatabaseBehindError
+from db.session import sqlite_file_path
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 ALEMBIC_INI = Path(__file__).resolve().parent.parent / "alembic.ini"
@@ -56,11 +57,14 @@ def ensure_schema_current(engine: Engine) -> None:
     default) and start again."
     """
     heads = set(head_revisions())
+    where = _safe_url(engine)
+    fix = f"Run `{UPGRADE_COMMAND}` (with DATABASE_URL={where} if that is not your default) and start again."
+    path = sqlite_file_path(where)
+    if path is not None and not path.exists():  # do not create an empty file just by checking
+        raise DatabaseBehindError(f"Database {where} does not exist yet (it is behind the code). {fix}")
     current = set(current_revisions(engine))
     if current == heads:
         return
-    where = _safe_url(engine)
-    fix = f"Run `{UPGRADE_COMMAND}` (with DATABASE_URL={where} if that is not your default) and start again."
     if not current:
         raise DatabaseBehindError(f"Database {where} has no schema yet (it is behind the code). {fix}")
     script = ScriptDirectory(str(MIGRATIONS_DIR))

@@ -227,7 +227,7 @@ def corrections_for_training(
             approval_source=correction.approval_source or "",
             user_telegram_id=user.telegram_id,
         )
-        for correction, prediction, user in session.execute(query).tuples()
+        for correction, prediction, user in session.execute(query)
     ]
 
 

@@ -117,7 +117,7 @@ def collect_stats(session: Session, *, since: dt.datetime | None = None) -> Stat
     seen: set[str] = set()
     for slug, name in session.execute(
         select(Equipment.slug, Equipment.display_name).order_by(Equipment.sort_order, Equipment.slug)
-    ).tuples():
+    ):
         seen.add(slug)
         n, ok, wrong = per_label.get(slug, [0, 0, 0])
         rows.append(
