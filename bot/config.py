@@ -61,6 +61,8 @@ class Settings(ClassifierSettings, DatabaseSettings):
     # Photos: Bot API getFile refuses files over 20 MB (https://core.telegram.org/bots/api#getfile).
     max_download_bytes: int = 20 * 1024 * 1024
     download_timeout_seconds: float = 20.0
+    # Classifying one photo takes ~0.1-0.5 s; a request still waiting after this is abandoned (user told).
+    classify_timeout_seconds: float = Field(default=60.0, gt=0)
     # Photo sizes: the smallest size whose shorter side is at least this is downloaded. VGG16 takes 224 px;
     # 448 (Telegram's 800 px size) keeps stored photos useful for retraining at higher resolution.
     min_photo_side: int = 448

@@ -175,8 +175,22 @@ async def _store_choice(
             await query.edit_message_text(thanks, reply_markup=None)
         except BadRequest as error:
             log.info("Could not edit picker message: %s", error)
+        assert message is not None
+        await _drop_from_album(message.reply_to_message, target.prediction_id)
     elif _is_album(message):
         assert message is not None and message.reply_markup is not None
         await _edit_markup(query, keyboards.without_prediction(message.reply_markup, target.prediction_id))
     else:
         await _edit_append(query, message, thanks)
+
+
+async def _drop_from_album(album: Message | None, prediction_id: int) -> None:
+    """Remove the answered photo's buttons from the album reply the picker answered (when Telegram included
+    that message; the buttons would otherwise still work, just redundantly)."""
+    if album is None or prediction_id not in keyboards.feedback_prediction_ids(album.reply_markup):
+        return
+    assert album.reply_markup is not None
+    try:
+        await album.edit_reply_markup(keyboards.without_prediction(album.reply_markup, prediction_id))
+    except BadRequest as error:
+        log.info("Could not update the album buttons: %s", error)

@@ -30,9 +30,16 @@ NOT_A_PHOTO = (
 
 def register(application: Application[Any, Any, Any, Any, Any, Any]) -> None:
     """Explain kindly that only photos are understood (group 0, after the photo handler)."""
-    application.add_handler(MessageHandler(NOT_A_PHOTO, on_other_media))
+    application.add_handler(MessageHandler(NOT_A_PHOTO & ~filters.UpdateType.EDITED, on_other_media))
+    # Anything else in a private chat (text, location, contact, poll, dice, ...): say what to send.
     application.add_handler(
-        MessageHandler(filters.TEXT & ~filters.COMMAND & filters.ChatType.PRIVATE, on_text)
+        MessageHandler(
+            filters.ChatType.PRIVATE
+            & ~filters.COMMAND
+            & ~filters.StatusUpdate.ALL
+            & ~filters.UpdateType.EDITED,
+            on_text,
+        )
     )
 
 
@@ -51,7 +58,7 @@ async def on_other_media(update: Update, context: ContextTypes.DEFAULT_TYPE) -> 
 
 
 async def on_text(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-    """Plain text in a private chat: say what to send."""
+    """Text or any other non-photo message in a private chat: say what to send."""
     message = update.effective_message
     if message is not None:
         await message.reply_text(texts.PLEASE_SEND_PHOTO["other"])

@@ -16,6 +16,7 @@ from bot import data, replies, texts
 from bot.inputs import exceeds_limit, image_source
 from bot.replies import PhotoOutcome
 from bot.services import Services, get_services
+from classifier.serving import ClassifierNotReadyError
 from classifier.types import ImageDecodeError
 
 log = logging.getLogger(__name__)
@@ -36,7 +37,8 @@ class DownloadError(Exception):
 
 def register(application: Application[Any, Any, Any, Any, Any, Any]) -> None:
     """Photos and image documents, without blocking other updates while they are classified."""
-    application.add_handler(MessageHandler(filters.PHOTO | filters.Document.IMAGE, on_photo, block=False))
+    images = (filters.PHOTO | filters.Document.IMAGE) & ~filters.UpdateType.EDITED  # not a caption edit
+    application.add_handler(MessageHandler(images, on_photo, block=False))
 
 
 async def download_image(context: ContextTypes.DEFAULT_TYPE, file_id: str, services: Services) -> bytes:
@@ -69,7 +71,8 @@ async def download_image(context: ContextTypes.DEFAULT_TYPE, file_id: str, servi
 
 async def classify_message(message: Message, context: ContextTypes.DEFAULT_TYPE) -> PhotoOutcome:
     """Handle one image message up to the database record; problems a user can cause become ``problem``
-    texts (too big, download failed, unreadable); other errors propagate."""
+    texts (too big, download failed, unreadable, model not loaded); other errors propagate (including
+    TimeoutError after CLASSIFY_TIMEOUT_SECONDS), so the error handler tells the user and the admins."""
     services = get_services(context)
     settings = services.settings
     source = image_source(message, settings.min_photo_side)
@@ -91,10 +94,14 @@ async def classify_message(message: Message, context: ContextTypes.DEFAULT_TYPE)
         log.warning("Giving up downloading a photo from chat %s: %s", message.chat_id, error)
         return PhotoOutcome(message.message_id, problem=texts.DOWNLOAD_FAILED)
     try:
-        prediction = await services.classifier.classify(image)
+        async with asyncio.timeout(settings.classify_timeout_seconds):
+            prediction = await services.classifier.classify(image)
     except ImageDecodeError as error:
         log.info("Undecodable image from chat %s: %s", message.chat_id, error)
         return PhotoOutcome(message.message_id, problem=texts.UNREADABLE_IMAGE)
+    except ClassifierNotReadyError as error:
+        log.error("Classifier not ready: %s", error)
+        return PhotoOutcome(message.message_id, problem=texts.CLASSIFIER_UNAVAILABLE)
     stored = await asyncio.to_thread(services.photo_store.save, image)
     user = message.from_user
     recorded = await asyncio.to_thread(
