@@ -140,3 +140,28 @@ def test_main_reports_database_problem_in_one_line(
     assert main([]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "alembic upgrade head" in err[0]
+
+
+def test_bot_never_imports_tensorflow_at_import_or_build_time(tmp_path: Path) -> None:
+    """The bot package and a default-built application (real ClassifierService, not started) leave
+    TensorFlow unimported: it only loads in the classifier's worker thread."""
+    code = (
+        "import sys\n"
+        "import bot.__main__, bot.app, bot.handlers.photo, bot.handlers.admin, bot.handlers.feedback\n"
+        "from bot.app import build_application\n"
+        "from bot.config import load_settings\n"
+        "from classifier.serving import ClassifierService\n"
+        f"s = load_settings(telegram_bot_token={TOKEN!r}, data_dir={str(tmp_path)!r})\n"
+        "app = build_application(s)\n"
+        "from bot.services import get_services\n"
+        "assert isinstance(get_services(app).classifier, ClassifierService)\n"
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] in {'tensorflow', 'keras'})\n"
+        "print('HEAVY', bad)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ENV_NAMES}
+    env["PYTHONPATH"] = str(ROOT)
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    assert "HEAVY []" in result.stdout
