@@ -6,9 +6,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from html import escape
 from typing import Literal
-from urllib.parse import urlencode
 
 from bot.views import EquipmentView, TutorialView
+from db.repositories.catalog import youtube_search_url
 
 PARSE_MODE = "HTML"
 
@@ -31,12 +31,6 @@ def confidence_phrase(confidence: float) -> str:
 def percent(confidence: float) -> str:
     """``0.873`` -> ``"87%"`` (clamped to 0-100)."""
     return f"{round(max(0.0, min(1.0, confidence)) * 100)}%"
-
-
-def youtube_search_url(equipment_name: str) -> str:
-    """A YouTube search link for tutorials on ``equipment_name`` (never a guessed video id)."""
-    query = f"how to use {equipment_name} gym tutorial women"
-    return "https://www.youtube.com/results?" + urlencode({"search_query": query})
 
 
 def start_text(first_name: str | None) -> str:
