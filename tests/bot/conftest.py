@@ -27,6 +27,7 @@ from PIL import Image
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 from telegram import Update
+from telegram.error import TelegramError
 from telegram.ext import Application
 
 from bot.app import build_application
@@ -144,11 +145,16 @@ class Spotter:
         if app.post_init is not None:
             await app.post_init(app)
         assert app.updater is not None
+
+        def error_callback(error: TelegramError) -> None:  # what run_polling passes to start_polling
+            app.create_task(app.process_error(error=error, update=None))
+
         await app.updater.start_polling(
             poll_interval=0,
             timeout=POLL_TIMEOUT,
             allowed_updates=Update.ALL_TYPES,
             drop_pending_updates=False,
+            error_callback=error_callback,
         )
         await app.start()
         self.app = app
