@@ -149,17 +149,11 @@ def agreeing_users(session: Session, correction: Correction) -> int:
     return len({v.user_key for _, v in pairs if v.label == correction.label and v.state != REVIEW_REJECTED})
 
 
-def rejected_image_hashes(session: Session) -> set[tuple[str, str]]:
-    """(image_sha256, label) pairs an admin rejected and that no approved correction still supports."""
-    rejected = session.execute(
-        select(Prediction.image_sha256, Correction.label)
-        .join(Prediction, Correction.prediction_id == Prediction.id)
-        .where(Correction.review_state == REVIEW_REJECTED)
-    ).all()
-    approved = session.execute(
+def approved_image_labels(session: Session) -> set[tuple[str, str]]:
+    """(image_sha256, label) of every approved correction, used or not: what the feedback set may hold."""
+    rows = session.execute(
         select(Prediction.image_sha256, Correction.label)
         .join(Prediction, Correction.prediction_id == Prediction.id)
         .where(Correction.review_state == REVIEW_APPROVED)
     ).all()
-    keep = {(s, lab) for s, lab in approved}
-    return {(s, lab) for s, lab in rejected if (s, lab) not in keep}
+    return {(sha, label) for sha, label in rows}

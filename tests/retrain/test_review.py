@@ -112,4 +112,4 @@ def test_admin_rejection_beats_agreement(session_factory, tmp_path):
         counts = review.refresh_review_states(s, {ADMIN}, ReviewPolicy(agreement_users=3))
         assert counts["agreement"] == 0 and count_pending(s) == 3
         assert first.review_state == REVIEW_REJECTED
-        assert review.rejected_image_hashes(s) == {(first.prediction.image_sha256, "power_rack")}
+        assert review.approved_image_labels(s) == set()

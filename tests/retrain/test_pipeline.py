@@ -1,0 +1,137 @@
+"""The retraining pipeline end to end on a tiny real model (random-init VGG16 at 32x32, Pillow images),
+a migrated SQLite database and corrections stored through the bot's repository functions."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import pytest
+from sqlalchemy import select
+
+from classifier import retrain
+from classifier.registry import Registry
+from classifier.retrain import RetrainBusyError, retrain_lock, run_pipeline
+from db.models import Correction, ModelPromotion
+from db.session import session_scope
+from tests.retrain.conftest import ADMIN_ID, RetrainEnv
+
+pytestmark = pytest.mark.slow
+
+
+def _corrections(env: RetrainEnv) -> list[Correction]:
+    with session_scope(env.factory) as s:
+        return list(s.scalars(select(Correction).order_by(Correction.id)))
+
+
+def test_no_corrections_nothing_to_do(retrain_env: RetrainEnv):
+    before = Registry(retrain_env.settings.models_dir).versions()
+    result = run_pipeline(retrain_env.settings)
+    assert result.status == "nothing_to_do" and result.version is None
+    assert Registry(retrain_env.settings.models_dir).versions() == before
+
+
+def test_one_non_admin_user_cannot_train_the_model(retrain_env: RetrainEnv):
+    # one user says, again and again, that red things are green: nothing is approved, nothing trains
+    for seed in range(6):
+        retrain_env.correct(7, "green_thing", "red_thing", seed=100 + seed)
+    result = run_pipeline(retrain_env.settings)
+    assert result.status == "nothing_to_do" and result.corrections_pending == 6
+    assert Registry(retrain_env.settings.models_dir).versions() == ["v0001"]
+    assert not (retrain_env.data_dir / "feedback").exists()
+
+
+def test_admin_corrections_train_a_challenger_marked_and_scored(retrain_env: RetrainEnv):
+    ids = [
+        retrain_env.correct(ADMIN_ID, "blue_thing", "blue_thing", seed=s, is_admin=True)
+        for s in range(200, 212)
+    ]
+    ids.append(retrain_env.correct(ADMIN_ID, "not_equipment", "red_thing", seed=300, is_admin=True))
+    events: list[tuple[str, str]] = []
+    result = run_pipeline(retrain_env.settings, lambda stage, msg: events.append((stage, msg)))
+    assert result.status in ("promoted", "kept") and result.version == "v0002"
+    assert [stage for stage, _ in events][:2] == ["collect", "export"] and ("save", "saved v0002") in events
+    registry = Registry(retrain_env.settings.models_dir)
+    assert registry.champion() == ("v0002" if result.promoted else "v0001")
+    # both scores on the same evaluation set are recorded in the version
+    info = registry.read_json("v0002", "metrics.json")["retrain"]
+    assert info["decision"]["champion"]["n"] == info["decision"]["challenger"]["n"] == result.eval_images
+    assert info["champion_version"] == "v0001" and info["corrections_used"] == len(ids)
+    # held-out feedback images evaluate, never train
+    train_counts = registry.read_json("v0002", "metrics.json")["train_counts"]
+    feedback = retrain_env.data_dir / "feedback" / "blue_thing"
+    held = [p for p in feedback.iterdir() if retrain.is_holdout(p.stem, 20)]
+    base_blue = len(list((retrain_env.world.dataset / "blue_thing").iterdir()))
+    assert train_counts["blue_thing"] <= base_blue + 12 - len(held)
+    assert info["eval_set"]["feedback_holdout"] == len(held)
+    # every used correction names the version that first trained on it
+    rows = _corrections(retrain_env)
+    assert {c.id for c in rows if c.trained_in_version_id is not None} == set(ids)
+    # a second run has nothing new to learn from
+    again = run_pipeline(retrain_env.settings)
+    assert again.status == "nothing_to_do"
+    if result.promoted:
+        with session_scope(retrain_env.factory) as s:
+            assert [p.reason for p in s.scalars(select(ModelPromotion))] == ["retrain"]
+
+
+def test_new_equipment_type_becomes_a_class_only_with_enough_images(retrain_env: RetrainEnv):
+    for s in range(3):
+        retrain_env.correct(ADMIN_ID, "yellow_thing", "red_thing", seed=400 + s, is_admin=True)
+    first = run_pipeline(retrain_env.settings)
+    assert first.status == "nothing_to_do" and "yellow_thing" in first.waiting_classes
+    for s in range(3, 9):
+        retrain_env.correct(ADMIN_ID, "yellow_thing", "red_thing", seed=400 + s, is_admin=True)
+    second = run_pipeline(retrain_env.settings)
+    assert second.version is not None and second.new_classes == ["yellow_thing"]
+    assert "yellow_thing" in Registry(retrain_env.settings.models_dir).labels(second.version)
+    assert "yellow_thing" not in Registry(retrain_env.settings.models_dir).labels("v0001")
+
+
+def test_crash_while_writing_leaves_champion_and_registry_intact(retrain_env: RetrainEnv, monkeypatch):
+    for s in range(6):
+        retrain_env.correct(ADMIN_ID, "green_thing", "green_thing", seed=500 + s, is_admin=True)
+    import classifier.train
+
+    def crash(*args, **kwargs):
+        raise OSError("disk full while writing the confusion matrix")
+
+    monkeypatch.setattr(classifier.train, "plot_confusion", crash)
+    with pytest.raises(OSError, match="disk full"):
+        run_pipeline(retrain_env.settings)
+    registry = Registry(retrain_env.settings.models_dir)
+    assert registry.versions() == ["v0001"] and registry.champion() == "v0001"
+    assert not [p for p in registry.models_dir.iterdir() if p.name.startswith(".incoming")]
+    assert all(c.trained_in_version_id is None for c in _corrections(retrain_env))
+    # a folder left half-written by a killed process is ignored; the next run succeeds
+    (registry.models_dir / ".incoming-killed").mkdir()
+    (registry.models_dir / ".incoming-killed" / "labels.json").write_text("[")
+    monkeypatch.undo()
+    result = run_pipeline(retrain_env.settings)
+    assert result.version == "v0002" and registry.versions() == ["v0001", "v0002"]
+
+
+def test_lock_refuses_a_second_run(retrain_env: RetrainEnv, capsys):
+    with retrain_lock(retrain_env.settings.models_dir):
+        with pytest.raises(RetrainBusyError):
+            run_pipeline(retrain_env.settings)
+        assert retrain.main(["--progress-json", "--models-dir", str(retrain_env.settings.models_dir)]) == 75
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["status"] == "busy"
+
+
+def test_cli_progress_json_protocol(retrain_env: RetrainEnv, monkeypatch, capsys):
+    s = retrain_env.settings
+    for key, value in {
+        "DATABASE_URL": s.resolved_database_url(),
+        "ADMIN_USER_IDS": str(ADMIN_ID),
+        "TRAINING_DATA_DIR": str(s.training_data_dir),
+        "NEW_CLASS_MIN_IMAGES": "4",
+    }.items():
+        monkeypatch.setenv(key, value)
+    retrain_env.correct(ADMIN_ID, "red_thing", "red_thing", seed=600, is_admin=True)
+    argv = ["--progress-json", "--models-dir", str(s.models_dir), "--data-dir", str(s.data_dir)]
+    assert retrain.main([*argv, "--weights", str(s.vgg16_weights)]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    assert lines[0]["event"] == "progress" and lines[-1]["event"] == "result"
+    assert lines[-1]["version"] == "v0002" and lines[-1]["corrections_used"] == 1
+    assert sys.executable  # the bot runs exactly this module with this interpreter
