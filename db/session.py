@@ -1,8 +1,15 @@
 """Engine and session factory from a SQLAlchemy URL.
 
-SQLite (the default) gets foreign keys ON for every connection (SQLite leaves them off unless asked), a
-30 s busy timeout, WAL journaling for file databases (the bot reads while a retrain subprocess writes), and
-the parent directory of its file created. Other backends (PostgreSQL) are used as SQLAlchemy configures them.
+SQLite (the default) gets, per connection: foreign keys ON (SQLite leaves them off unless asked), a 30 s busy
+timeout, WAL journaling for file databases (the bot reads while a retrain subprocess writes), and real
+transactions. The sqlite3 driver's legacy mode emits no BEGIN before SELECT or SAVEPOINT, so a released
+SAVEPOINT commits on its own and a later ROLLBACK cannot undo it (SQLAlchemy docs, "Legacy Transaction Mode
+with the sqlite3 driver"); following the recipe there, the driver's transaction control is switched off and
+SQLAlchemy emits the BEGIN itself. It emits ``BEGIN IMMEDIATE``: every transaction takes SQLite's single
+write lock when it starts, so two concurrent read-then-write transactions queue on the busy timeout instead
+of failing with "database is locked" when the second upgrades its read lock. Spotter's transactions are
+short (no transaction is held while a model trains). The parent directory of the file is created.
+Other backends (PostgreSQL) are used as SQLAlchemy configures them.
 """
 
 from __future__ import annotations
@@ -12,7 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -52,6 +59,7 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+            dbapi_connection.isolation_level = None  # SQLAlchemy, not the driver, emits BEGIN (below)
             cursor = dbapi_connection.cursor()
             try:
                 cursor.execute("PRAGMA foreign_keys=ON")
@@ -59,6 +67,10 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
                     cursor.execute("PRAGMA journal_mode=WAL")
             finally:
                 cursor.close()
+
+        @event.listens_for(engine, "begin")
+        def _sqlite_begin(connection: Connection) -> None:
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine
 

@@ -74,11 +74,22 @@ def run_migrations_online() -> None:
     engine = make_engine(_url())
     try:
         with engine.connect() as connection:
+            sqlite = connection.dialect.name == "sqlite"
+            driver: Any = connection.connection.driver_connection
+            if sqlite:
+                # Batch mode recreates tables (copy, DROP, rename); with foreign keys ON, dropping a parent
+                # table would cascade-delete its children's rows. Off for the migration (outside any
+                # transaction, where the pragma takes effect), verified with foreign_key_check after.
+                driver.execute("PRAGMA foreign_keys=OFF")
             _configure(connection)
             with context.begin_transaction():
                 context.run_migrations()
+            if sqlite:
+                problems = driver.execute("PRAGMA foreign_key_check").fetchall()
+                if problems:
+                    raise RuntimeError(f"migration left rows violating foreign keys: {problems[:10]}")
     finally:
-        engine.dispose()
+        engine.dispose()  # the connection with foreign keys OFF is never reused
 
 
 if context.is_offline_mode():

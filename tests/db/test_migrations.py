@@ -137,3 +137,60 @@ def test_migration_renders_for_postgresql(capsys: pytest.CaptureFixture[str]) ->
 
 def test_models_metadata_covers_all_tables() -> None:
     assert set(Base.metadata.tables) == TABLES
+
+
+LATER_MIGRATION = '''"""a later migration that rebuilds a parent table in batch mode"""
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "9999"
+down_revision = "{head}"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("equipment", recreate="always") as batch_op:
+        batch_op.add_column(sa.Column("icon", sa.String(length=8), nullable=True))
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("equipment", recreate="always") as batch_op:
+        batch_op.drop_column("icon")
+'''
+
+
+def test_a_later_batch_migration_keeps_child_rows(tmp_path: Path, db_url: str) -> None:
+    """Batch mode recreates the parent table; with foreign keys ON the DROP would cascade-delete every
+    tutorial. env.py turns them off for the migration, so the catalog survives."""
+    import shutil
+
+    from sqlalchemy import func, select
+
+    from db.models import Tutorial
+    from db.seed import apply_seed, load_seed
+    from db.session import make_session_factory, session_scope
+
+    scripts = tmp_path / "migrations"
+    shutil.copytree(ROOT / "db" / "migrations", scripts, ignore=shutil.ignore_patterns("__pycache__"))
+    (scripts / "versions" / "9999_later.py").write_text(
+        LATER_MIGRATION.replace("{head}", head_revisions()[0]), encoding="utf-8"
+    )
+    config = alembic_config(db_url)
+    command.upgrade(config, "head")
+    engine = make_engine(db_url)
+    try:
+        with session_scope(make_session_factory(engine)) as session:
+            apply_seed(session, load_seed())
+        later = alembic_config(db_url)
+        later.set_main_option("script_location", str(scripts))
+        command.upgrade(later, "head")
+        with session_scope(make_session_factory(engine)) as session:
+            assert session.scalar(select(func.count(Tutorial.id))) == len(load_seed().tutorials)
+        assert "icon" in {c["name"] for c in inspect(engine).get_columns("equipment")}
+        command.downgrade(later, "-1")
+        with engine.connect() as connection:
+            assert connection.execute(text("PRAGMA foreign_keys")).scalar() == 1
+    finally:
+        engine.dispose()

@@ -349,3 +349,31 @@ def test_repositories_never_commit(seeded: sessionmaker[Session]) -> None:
     with session_scope(seeded) as session:
         assert session.scalar(select(func.count(Prediction.id))) == 0
         assert session.scalar(select(func.count(Equipment.id))) == 12
+
+
+def test_savepoint_in_upsert_does_not_escape_the_callers_transaction(seeded: sessionmaker[Session]) -> None:
+    """The sqlite3 driver's legacy mode would commit a released SAVEPOINT on its own; db.session makes
+    SQLAlchemy emit BEGIN so that a rollback undoes the new user too."""
+    with seeded() as session:
+        session.begin()
+        repo.upsert_user(session, 31337)
+        session.rollback()
+    with session_scope(seeded) as session:
+        assert repo.get_user(session, 31337) is None
+
+
+def test_concurrent_transactions_from_threads_all_land(seeded: sessionmaker[Session]) -> None:
+    """The bot records photos from worker threads: same new user in parallel (an album), many users."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def work(i: int) -> int:
+        with session_scope(seeded) as session:
+            prediction = predict(session, 7000 + i % 3, f"photo {i}".encode(), message_id=i)
+            return prediction.id
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        ids = list(pool.map(work, range(40)))
+    assert len(set(ids)) == 40
+    with session_scope(seeded) as session:
+        assert session.scalar(select(func.count(Prediction.id))) == 40
+        assert session.scalar(select(func.count(User.id))) == 3
