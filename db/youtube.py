@@ -241,10 +241,12 @@ def _error_reasons(content: bytes) -> list[str]:
 class YouTubeClient:
     """videos.list over google-api-python-client. ``http``: an httplib2.Http (production: default with a
     timeout) or googleapiclient.http.HttpMock / HttpMockSequence (tests). The discovery document is the
-    library's bundled static copy, so building the client needs no network."""
+    library's bundled static copy, so building the client needs no network. num_retries: the library's own
+    retries with exponential backoff for 5xx, 429 and rate-limit 403s (quotaExceeded is never retried).
+    ``maxResults`` is not sent: the API refuses it together with ``id``."""
 
     def __init__(
-        self, api_key: str, *, http: Any | None = None, timeout_s: float = 15.0, num_retries: int = 0
+        self, api_key: str, *, http: Any | None = None, timeout_s: float = 15.0, num_retries: int = 2
     ):
         from googleapiclient.discovery import build
 
@@ -271,7 +273,7 @@ class YouTubeClient:
         for start in range(0, len(ids), MAX_IDS_PER_CALL):
             batch = ids[start : start + MAX_IDS_PER_CALL]
             request = self._service.videos().list(
-                part="snippet,contentDetails,status", id=",".join(batch), maxResults=MAX_IDS_PER_CALL
+                part="snippet,contentDetails,status", id=",".join(batch)
             )
             report.api_calls += 1
             try:

@@ -5,6 +5,7 @@ errors in db.errors for bad input a user can cause (unknown label, someone else'
 """
 
 from db.repositories.catalog import (
+    add_equipment,
     add_tutorial,
     equipment_slugs,
     equipment_with_tutorial_counts,
@@ -15,6 +16,7 @@ from db.repositories.catalog import (
     remove_tutorial,
     resolve_equipment,
     tutorials_for,
+    update_equipment,
     youtube_search_url,
 )
 from db.repositories.corrections import (
@@ -52,6 +54,7 @@ __all__ = [
     "ForgetResult",
     "Stats",
     "TrainingExample",
+    "add_equipment",
     "add_tutorial",
     "apply_agreement",
     "collect_stats",
@@ -85,6 +88,7 @@ __all__ = [
     "review_correction",
     "set_reply_message",
     "tutorials_for",
+    "update_equipment",
     "upsert_user",
     "youtube_search_url",
 ]

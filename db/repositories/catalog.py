@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from db.errors import DuplicateVideoError, NotFoundError, UnknownLabelError
 from db.models import (
+    NOT_EQUIPMENT,
     SOURCE_ADMIN,
     VIDEO_AVAILABLE,
     VIDEO_STATUSES,
@@ -54,6 +55,79 @@ def equipment_slugs(session: Session) -> list[str]:
 def get_equipment(session: Session, slug: str) -> Equipment | None:
     """The equipment type with this exact slug, or None."""
     return session.scalar(select(Equipment).where(Equipment.slug == slug))
+
+
+_SLUG_RE = re.compile(r"^[a-z][a-z0-9_]{1,63}$")
+
+
+def add_equipment(
+    session: Session,
+    *,
+    slug: str,
+    display_name: str,
+    description: str = "",
+    aliases: list[str] | None = None,
+    sort_order: int | None = None,
+    now: dt.datetime | None = None,
+) -> Equipment:
+    """Add an equipment type (admin). It is offered in the correction picker at once and becomes a
+    classifier class once retraining has enough images of it (issue 6).
+
+    slug: lowercase letters, digits and ``_`` (2-64 chars, not ``not_equipment``); sort_order: default after
+    the last one. Raises ValueError for a bad slug, an empty name, or a slug that already exists.
+    """
+    if not _SLUG_RE.match(slug) or slug == NOT_EQUIPMENT:
+        raise ValueError(f"slug must be lowercase letters, digits and _ (2-64 chars), got {slug!r}")
+    if not display_name.strip():
+        raise ValueError("display name must not be empty")
+    if get_equipment(session, slug) is not None:
+        raise ValueError(f"equipment {slug!r} already exists")
+    if sort_order is None:
+        sort_order = (session.scalar(select(func.max(Equipment.sort_order))) or 0) + 10
+    now = now or utcnow()
+    equipment = Equipment(
+        slug=slug,
+        display_name=display_name.strip(),
+        description=description.strip(),
+        aliases=[a.strip() for a in aliases or [] if a.strip()],
+        sort_order=sort_order,
+        seed_hash=None,
+        created_at=now,
+        updated_at=now,
+    )
+    session.add(equipment)
+    session.flush()
+    return equipment
+
+
+def update_equipment(
+    session: Session,
+    slug: str,
+    *,
+    display_name: str | None = None,
+    description: str | None = None,
+    aliases: list[str] | None = None,
+    sort_order: int | None = None,
+    now: dt.datetime | None = None,
+) -> Equipment:
+    """Edit an equipment type's text (admin); fields left None are unchanged. A later ``python -m db seed``
+    keeps the edit. Raises UnknownLabelError for an unknown slug, ValueError for an empty name."""
+    equipment = get_equipment(session, slug)
+    if equipment is None:
+        raise UnknownLabelError(f"unknown equipment {slug!r}")
+    if display_name is not None:
+        if not display_name.strip():
+            raise ValueError("display name must not be empty")
+        equipment.display_name = display_name.strip()
+    if description is not None:
+        equipment.description = description.strip()
+    if aliases is not None:
+        equipment.aliases = [a.strip() for a in aliases if a.strip()]
+    if sort_order is not None:
+        equipment.sort_order = sort_order
+    equipment.updated_at = now or utcnow()
+    session.flush()
+    return equipment
 
 
 def _normalise_name(text: str) -> str:

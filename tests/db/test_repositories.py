@@ -377,3 +377,27 @@ def test_concurrent_transactions_from_threads_all_land(seeded: sessionmaker[Sess
     with session_scope(seeded) as session:
         assert session.scalar(select(func.count(Prediction.id))) == 40
         assert session.scalar(select(func.count(User.id))) == 3
+
+
+def test_admin_adds_and_edits_equipment(session: Session) -> None:
+    added = repo.add_equipment(
+        session, slug="cable_crossover", display_name="Cable crossover", aliases=["cable machine", " "]
+    )
+    assert added.sort_order == 130 and added.aliases == ["cable machine"] and added.seed_hash is None
+    assert repo.equipment_slugs(session)[-1] == "cable_crossover"
+    assert repo.resolve_equipment(session, "Cable Machine") is added
+    for bad in ("Cable", "not_equipment", "x", "a-b"):
+        with pytest.raises(ValueError):
+            repo.add_equipment(session, slug=bad, display_name="X")
+    with pytest.raises(ValueError, match="already exists"):
+        repo.add_equipment(session, slug="leg_press", display_name="Leg press")
+    edited = repo.update_equipment(session, "leg_press", description="Quads.\nFeet flat.", sort_order=1)
+    assert edited.description == "Quads.\nFeet flat." and repo.equipment_slugs(session)[0] == "leg_press"
+    with pytest.raises(UnknownLabelError):
+        repo.update_equipment(session, "sofa", display_name="Sofa")
+    with pytest.raises(ValueError):
+        repo.update_equipment(session, "leg_press", display_name="  ")
+    # a correction may name the new type right away
+    prediction = predict(session, ALICE, b"cable")
+    correction = repo.record_correction(session, prediction.id, ALICE, "cable_crossover", is_admin=True)
+    assert correction.label == "cable_crossover"
