@@ -1,7 +1,8 @@
 """``python -m db``: database and catalog commands.
 
     python -m db upgrade          # alembic upgrade head (same as `alembic upgrade head`)
-    python -m db check            # is the schema at head? does every catalog equipment type have a row?
+    python -m db check [--labels models/v0001/labels.json]
+                                  # schema at head? every seed / model label has an equipment row?
     python -m db seed             # load db/catalog.toml (idempotent; keeps admins' edits)
     python -m db refresh-videos   # re-check videos with YouTube (needs YOUTUBE_API_KEY)
     python -m db videos [SLUG]    # list the catalog's tutorials
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import json
 import logging
 import sys
 from collections.abc import Sequence
@@ -24,6 +26,7 @@ from sqlalchemy import Engine
 
 from db import repositories as repo
 from db.errors import DatabaseBehindError
+from db.models import NOT_EQUIPMENT
 from db.refresh import refresh_videos
 from db.schema import ensure_schema_current, upgrade_to_head
 from db.seed import DEFAULT_SEED_PATH, SeedError, apply_seed, load_seed
@@ -43,7 +46,14 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--database-url", help="override DATABASE_URL for this command")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("upgrade", help="migrate the database to the latest schema (alembic upgrade head)")
-    sub.add_parser("check", help="check the schema is current and the catalog is complete")
+    check = sub.add_parser("check", help="check the schema is current and the catalog is complete")
+    check.add_argument(
+        "--labels",
+        type=Path,
+        action="append",
+        default=[],
+        help="a model version's labels.json: every label must have an equipment row (repeatable)",
+    )
     seed = sub.add_parser("seed", help="load the catalog seed file (idempotent)")
     seed.add_argument("--file", type=Path, default=DEFAULT_SEED_PATH, help="seed TOML (default: %(default)s)")
     seed.add_argument("--dry-run", action="store_true", help="report what would change, change nothing")
@@ -69,7 +79,16 @@ def _open(url: str) -> Engine | None:
     return engine
 
 
-def _check(engine: Engine) -> int:
+def _read_labels(path: Path) -> list[str]:
+    data = json.loads(path.read_text(encoding="utf-8"))
+    if isinstance(data, dict):  # tolerate {"labels": [...]}
+        data = data.get("labels")
+    if not isinstance(data, list) or not all(isinstance(x, str) for x in data):
+        raise ValueError(f"{path} is not a JSON list of label strings")
+    return list(data)
+
+
+def _check(engine: Engine, label_files: Sequence[Path]) -> int:
     seed = load_seed()
     factory = make_session_factory(engine)
     status = EXIT_OK
@@ -80,6 +99,24 @@ def _check(engine: Engine) -> int:
         if missing:
             print(f"missing equipment rows (run `python -m db seed`): {', '.join(missing)}")
             status = EXIT_PROBLEM
+        for path in label_files:
+            try:
+                labels = _read_labels(path)
+            except (OSError, ValueError) as exc:
+                print(f"error: cannot read labels from {path}: {exc}", file=sys.stderr)
+                status = EXIT_PROBLEM
+                continue
+            # NOT_EQUIPMENT and dunder classes (the classifier's "__other__") are not equipment types
+            unknown = [
+                label
+                for label in labels
+                if label not in counts and label != NOT_EQUIPMENT and not label.startswith("__")
+            ]
+            if unknown:
+                print(f"{path}: labels with no equipment row: {', '.join(unknown)}")
+                status = EXIT_PROBLEM
+            else:
+                print(f"{path}: all {len(labels)} labels have an equipment row")
         for slug, n in counts.items():
             if n == 0:
                 print(f"  {slug}: no tutorial yet (replies offer a YouTube search link)")
@@ -167,7 +204,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_BEHIND
     try:
         if args.command == "check":
-            return _check(engine)
+            return _check(engine, args.labels)
         if args.command == "seed":
             return _seed(engine, args.file, args.dry_run)
         if args.command == "refresh-videos":

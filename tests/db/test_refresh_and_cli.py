@@ -120,3 +120,33 @@ def test_cli_seed_dry_run_writes_nothing(
     bad = tmp_path / "bad.toml"
     bad.write_text("[[equipment]]\nslug = 'X'\n", encoding="utf-8")
     assert main(["seed", "--file", str(bad)]) != EXIT_OK
+
+
+def test_cli_check_compares_a_models_labels_with_the_catalog(
+    migrated_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", migrated_url)
+    assert main(["seed"]) == EXIT_OK
+    good = tmp_path / "good.json"
+    good.write_text(json.dumps(sorted(e.slug for e in load_seed().equipment)), encoding="utf-8")
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps(["leg_press", "__other__", "rowing_machine"]), encoding="utf-8")
+    capsys.readouterr()
+    assert main(["check", "--labels", str(good)]) == EXIT_OK
+    assert "all 12 labels" in capsys.readouterr().out
+    assert main(["check", "--labels", str(bad)]) != EXIT_OK
+    assert "rowing_machine" in capsys.readouterr().out
+
+
+def test_every_label_of_a_shipped_model_has_an_equipment_row_in_the_seed() -> None:
+    """Issue 3: every label the shipped model knows has a row (models/vNNNN/labels.json, when shipped)."""
+    from tests.conftest import ROOT
+
+    slugs = {e.slug for e in load_seed().equipment}
+    label_files = sorted((ROOT / "models").glob("v*/labels.json"))
+    if not label_files:
+        pytest.skip("no model version shipped under models/ yet")
+    for path in label_files:
+        labels = json.loads(path.read_text(encoding="utf-8"))
+        labels = labels.get("labels", labels) if isinstance(labels, dict) else labels
+        assert {x for x in labels if not x.startswith("__")} - {"not_equipment"} <= slugs, path
