@@ -55,6 +55,7 @@ class EquipmentSeed:
 
     @property
     def description(self) -> str:
+        """The two-line text stored in Equipment.description."""
         return f"{self.trains}\n{self.setup}"
 
 
@@ -76,6 +77,8 @@ class TutorialSeed:
 
 @dataclass(frozen=True)
 class CatalogSeed:
+    """A parsed, validated seed file: equipment types in file order, then tutorials."""
+
     equipment: tuple[EquipmentSeed, ...]
     tutorials: tuple[TutorialSeed, ...]
 
