@@ -89,7 +89,9 @@ def decode_image(data: bytes) -> Image.Image:
             return to_rgb(upright)
     except ImageDecodeError:
         raise
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError, Warning) as exc:
+    except UnidentifiedImageError as exc:
+        raise ImageDecodeError("not an image format Pillow can read") from exc
+    except (OSError, ValueError, SyntaxError, EOFError, Warning) as exc:
         raise ImageDecodeError(f"cannot decode image: {exc}") from exc
     except Image.DecompressionBombError as exc:  # pragma: no cover - subclass of Exception only
         raise ImageDecodeError(f"image too large: {exc}") from exc

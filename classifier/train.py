@@ -262,6 +262,7 @@ def fit_version(
         val_true=val_true,
         ood_holdout_probs=hold_probs,
         seconds=time.perf_counter() - t0,
+        input_spec=InputSpec(backbone.input_size, "vgg16"),
     )
 
 

@@ -1,0 +1,308 @@
+"""Command line: ``python -m classifier {train,evaluate,predict,versions,promote}``.
+
+Settings (MODELS_DIR, DATA_DIR, VGG16_WEIGHTS) come from the environment / ``.env`` via
+`classifier.settings.ClassifierSettings`; flags override them.
+
+* ``train --data DIR [--model vgg16|scratch] [--promote]``: DIR is either the shared data set (has
+  ``MANIFEST.tsv``: real photos with ``suggested_split``, white-background shots, OOD photos) or a
+  folder-per-class tree (validation = a hash-based share, ``--val-fraction``). ``--extra DIR`` adds
+  folder-per-class training images (e.g. synthetic or feedback sets), ``--ood DIR`` a folder of photos that
+  are not known equipment. Bottleneck features are cached under ``DATA_DIR/cache``.
+* ``evaluate [--version V] --data DIR [--out DIR] [--json]``: top-1/top-3, per-class precision/recall,
+  confusion matrix (text, and PNG + JSON in --out), calibration error of a saved version on DIR's
+  validation split, through the serving path (bytes -> Predictor).
+* ``predict [--json] [--version V] IMAGE...``: one line per image; with ``--json`` one JSON object per line
+  ``{"path", "label", "confidence", "decision", "top_k": [[label, p], ...], "model_version"}``, or
+  ``{"path", "error"}`` for an unreadable file; exit status 0 unless no model could be loaded.
+* ``versions``: the registry's versions (``*`` marks the champion) with top-1 and creation date.
+* ``promote VERSION``: move the champion pointer (atomic, history kept).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from classifier.dataset import (
+    OTHER_LABEL,
+    LabelledImage,
+    load_manifest_dataset,
+    scan_folder_dataset,
+    split_holdout,
+)
+from classifier.registry import Registry, RegistryError
+from classifier.settings import ClassifierSettings
+from classifier.types import BackboneMismatchError, ImageDecodeError
+
+log = logging.getLogger("classifier")
+
+
+def load_dataset(
+    data: Path, val_fraction: float = 0.15
+) -> tuple[list[LabelledImage], list[LabelledImage], list[LabelledImage]]:
+    """(train, val, ood) items from a MANIFEST.tsv data set or a folder-per-class tree (see module doc)."""
+    if (data / "MANIFEST.tsv").is_file():
+        items = load_manifest_dataset(data)
+        train = [it for it in items if it.split == "train"]
+        val = [it for it in items if it.split == "val"]
+        ood = [it for it in items if it.label == OTHER_LABEL]
+        return train, val, ood
+    items = [it for it in scan_folder_dataset(data) if it.label != OTHER_LABEL]
+    train, val = split_holdout(items, val_fraction, salt="val")
+    val = [LabelledImage(it.path, it.label, "val", it.kind) for it in val]
+    ood = [
+        LabelledImage(it.path, OTHER_LABEL, "ood", "ood")
+        for it in scan_folder_dataset(data)
+        if it.label == OTHER_LABEL
+    ]
+    return train, val, ood
+
+
+def _settings(args: argparse.Namespace) -> ClassifierSettings:
+    s = ClassifierSettings()
+    if getattr(args, "models_dir", None):
+        s.models_dir = Path(args.models_dir)
+    if getattr(args, "weights", None):
+        s.vgg16_weights = args.weights
+    if getattr(args, "data_dir", None):
+        s.data_dir = Path(args.data_dir)
+    return s
+
+
+def _weights_arg(value: str) -> str | None:
+    return None if value == "none" else value
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from classifier.model import HeadSpec, load_backbone
+    from classifier.train import TrainConfig, fit_scratch, fit_version, report_lines, save_version
+
+    s = _settings(args)
+    train, val, ood = load_dataset(Path(args.data), args.val_fraction)
+    for extra in args.extra or []:
+        train += scan_folder_dataset(Path(extra), "train", "extra")
+    for o in args.ood or []:
+        ood += [
+            LabelledImage(p, OTHER_LABEL, "ood", "ood") for p in sorted(Path(o).rglob("*")) if p.is_file()
+        ]
+    if not train:
+        print(f"no training images found in {args.data}", file=sys.stderr)
+        return 2
+    config = TrainConfig(
+        head=HeadSpec(pooling=args.pooling, hidden=args.hidden, dropout=args.dropout),
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        learning_rate=args.learning_rate,
+        views=tuple(args.views.split(",")),
+        tta=tuple(args.tta.split(",")),
+        other_class=not args.no_other,
+        seed=args.seed,
+    )
+    registry = Registry(s.models_dir)
+    if args.model == "scratch":
+        fit = fit_scratch(train, val, config, progress=not args.quiet)
+        version = save_version(registry, fit, None, notes=args.notes, promote=args.promote)
+    else:
+        backbone = load_backbone(_weights_arg(s.vgg16_weights), args.input_size)
+        cache = None if args.no_cache else s.data_dir / "cache"
+        fit = fit_version(train, val, ood, backbone, cache, config, progress=not args.quiet)
+        version = save_version(registry, fit, backbone.identity, notes=args.notes, promote=args.promote)
+    for path, reason in fit.failed.items():
+        print(f"skipped unreadable image {path}: {reason}", file=sys.stderr)
+    print(f"saved {version} in {registry.models_dir}" + (" (champion)" if args.promote else ""))
+    for line in report_lines(fit.metrics):
+        print(line)
+    return 0
+
+
+def _load_predictor(s: ClassifierSettings, version: str | None) -> Any:
+    from classifier.predictor import Predictor
+
+    registry = Registry(s.models_dir)
+    name = version or registry.champion()
+    if name is None:
+        raise RegistryError(f"no champion model in {s.models_dir}; train one or pass --version")
+    return Predictor.load(registry.version_dir(name), _weights_arg(s.vgg16_weights))
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    s = _settings(args)
+    predictor = _load_predictor(s, args.version)
+    for image in args.images:
+        out: dict[str, Any] = {"path": image}
+        try:
+            data = Path(image).read_bytes()
+            p = predictor.classify_bytes(data)
+            out.update(
+                label=p.label,
+                confidence=round(p.confidence, 6),
+                decision=p.decision,
+                top_k=[[lab, prob] for lab, prob in p.top_k],
+                model_version=p.model_version,
+            )
+        except (OSError, ImageDecodeError) as exc:
+            out["error"] = str(exc) if isinstance(exc, ImageDecodeError) else f"cannot read file: {exc}"
+        if args.json:
+            print(json.dumps(out), flush=True)
+        elif "error" in out:
+            print(f"{image}: ERROR {out['error']}", flush=True)
+        else:
+            top = ", ".join(f"{lab} {prob:.2f}" for lab, prob in out["top_k"])
+            print(f"{image}: {out['label']} ({out['confidence']:.2f}, {out['decision']}) [{top}]", flush=True)
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    import numpy as np
+    from tqdm import tqdm
+
+    from classifier.evaluate import ORIGINAL_FIVE, confusion_text, equipment_probs, evaluate, plot_confusion
+    from classifier.preprocess import preprocess
+
+    s = _settings(args)
+    predictor = _load_predictor(s, args.version)
+    _, val, _ = load_dataset(Path(args.data), args.val_fraction)
+    val = [it for it in val if it.label in predictor.labels]
+    probs, truth = [], []
+    for it in tqdm(val, desc="evaluate", unit="img", disable=args.quiet):
+        try:
+            x = preprocess(it.path.read_bytes(), predictor.spec)
+        except (OSError, ImageDecodeError) as exc:
+            print(f"skipped unreadable image {it.path}: {exc}", file=sys.stderr)
+            continue
+        probs.append(predictor.probabilities(x))
+        truth.append(predictor.labels.index(it.label))
+    p = np.array(probs).reshape(len(probs), len(predictor.outputs))
+    metrics = evaluate(
+        truth, equipment_probs(p, predictor.outputs), predictor.labels, {"original_five": ORIGINAL_FIVE}
+    )
+    metrics["model_version"] = predictor.version
+    if args.out:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+        plot_confusion(
+            metrics["confusion_matrix"], predictor.labels, out / "confusion_matrix.png", predictor.version
+        )
+    if args.json:
+        print(json.dumps(metrics))
+        return 0
+    head = f"{predictor.version}: top-1 {metrics['top1']:.4f}  top-3 {metrics['top3']:.4f}"
+    print(f"{head}  ECE {metrics['ece']:.4f}")
+    print(f"original five top-1 {metrics['subset_top1']['original_five']:.4f}  n={metrics['n']}")
+    print(f"{'class':24s} precision recall support")
+    for lab, pc in metrics["per_class"].items():
+        print(f"{lab:24s} {pc['precision']:9.3f} {pc['recall']:6.3f} {pc['support']:7d}")
+    print(confusion_text(metrics["confusion_matrix"], predictor.labels))
+    return 0
+
+
+def cmd_versions(args: argparse.Namespace) -> int:
+    s = _settings(args)
+    registry = Registry(s.models_dir)
+    champion = registry.champion()
+    versions = registry.versions()
+    if not versions:
+        print(f"no model versions in {s.models_dir}")
+    for v in versions:
+        try:
+            m = registry.read_json(v, "metrics.json")
+        except (OSError, ValueError):
+            m = {}
+        mark = "*" if v == champion else " "
+        top1 = m.get("top1")
+        five = m.get("subset_top1", {}).get("original_five")
+        desc = f"top-1 {top1:.4f}" if isinstance(top1, float) else "top-1 ?"
+        if isinstance(five, float):
+            desc += f"  five {five:.4f}"
+        print(f"{mark} {v}  {m.get('kind', '?'):10s} {desc}  {m.get('created', '')}")
+    return 0
+
+
+def cmd_promote(args: argparse.Namespace) -> int:
+    s = _settings(args)
+    registry = Registry(s.models_dir)
+    registry.promote(args.version, reason=args.reason)
+    print(f"champion is now {args.version}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m classifier", description=__doc__.split("\n")[0])
+    parser.add_argument("--models-dir", help="model registry (default: MODELS_DIR or models/)")
+    parser.add_argument(
+        "--weights", help="VGG16 weights: imagenet, a file path, or none (default: VGG16_WEIGHTS)"
+    )
+    parser.add_argument("--data-dir", help="DATA_DIR for caches (default: DATA_DIR or data/)")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("train", help="train a new version")
+    t.add_argument("--data", required=True, help="MANIFEST.tsv data set or folder-per-class tree")
+    t.add_argument("--model", choices=("vgg16", "scratch"), default="vgg16")
+    t.add_argument("--extra", action="append", help="extra folder-per-class training images (repeatable)")
+    t.add_argument("--ood", action="append", help="folder of not-equipment photos (repeatable)")
+    t.add_argument("--val-fraction", type=float, default=0.15)
+    t.add_argument("--pooling", choices=("gap", "gmp", "gapgmp", "flatten"), default="gap")
+    t.add_argument("--hidden", type=int, default=256)
+    t.add_argument("--dropout", type=float, default=0.5)
+    t.add_argument("--epochs", type=int, default=30)
+    t.add_argument("--batch-size", type=int, default=64)
+    t.add_argument("--learning-rate", type=float, default=1e-3)
+    t.add_argument(
+        "--views", default="orig,flip", help="training feature views (orig, flip, aug1, aug2, ...)"
+    )
+    t.add_argument("--tta", default="orig,flip", help="test-time views (orig, flip)")
+    t.add_argument("--input-size", type=int, default=224)
+    t.add_argument("--no-other", action="store_true", help="no explicit __other__ class")
+    t.add_argument("--no-cache", action="store_true")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--notes", default="")
+    t.add_argument("--promote", action="store_true", help="make the new version the champion")
+    t.set_defaults(func=cmd_train)
+
+    e = sub.add_parser("evaluate", help="evaluate a version on a data set's validation split")
+    e.add_argument("--version")
+    e.add_argument("--data", required=True)
+    e.add_argument("--val-fraction", type=float, default=0.15)
+    e.add_argument("--out", help="folder for metrics.json and confusion_matrix.png")
+    e.add_argument("--json", action="store_true")
+    e.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("predict", help="classify image files")
+    p.add_argument("--version")
+    p.add_argument("--json", action="store_true", help="one JSON object per line")
+    p.add_argument("images", nargs="+")
+    p.set_defaults(func=cmd_predict)
+
+    v = sub.add_parser("versions", help="list model versions")
+    v.set_defaults(func=cmd_versions)
+
+    pr = sub.add_parser("promote", help="make a version the champion")
+    pr.add_argument("version")
+    pr.add_argument("--reason", default="manual promotion")
+    pr.set_defaults(func=cmd_promote)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; returns the exit status."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    args = build_parser().parse_args(argv)
+    try:
+        status: int = args.func(args)
+        return status
+    except (RegistryError, BackboneMismatchError, FileNotFoundError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,115 @@
+"""`python -m classifier`: predict JSON contract, versions, promote, evaluate outputs, scratch baseline."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from classifier.__main__ import main
+from classifier.registry import Registry
+from tests.classifier.helpers import TINY_LABELS
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_predict_json_contract_via_subprocess(tiny_env, tmp_path: Path) -> None:
+    good = tiny_env.dataset / "red_thing" / "red_thing_0.png"
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"\xff\xd8\xff\xe0 truncated")
+    missing = tmp_path / "missing.png"
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "classifier",
+            *tiny_env.argv("predict", "--json", str(good), str(broken), str(missing), str(good)),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=180,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    lines = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert [line["path"] for line in lines] == [str(good), str(broken), str(missing), str(good)]
+    ok = lines[0]
+    assert set(ok) == {"path", "label", "confidence", "decision", "top_k", "model_version"}
+    assert ok["label"] in TINY_LABELS and ok["model_version"] == "v0001"
+    assert ok["decision"] in ("confident", "unsure", "not_equipment")
+    assert 0.0 <= ok["confidence"] <= 1.0 and ok["top_k"][0] == [ok["label"], ok["confidence"]]
+    assert all(isinstance(p, list) and len(p) == 2 for p in ok["top_k"])
+    probs = [p for _, p in ok["top_k"]]
+    assert probs == sorted(probs, reverse=True)
+    assert "error" in lines[1] and "label" not in lines[1]
+    assert "error" in lines[2] and "missing.png" in lines[2]["path"]
+    assert lines[3] == ok
+
+
+def test_versions_and_promote(tiny_env, tiny_models: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["--models-dir", str(tiny_models), "--weights", str(tiny_env.weights)]
+    reg = Registry(tiny_models)
+    # A second version: same files, new number (what a retrain would write).
+
+    def copy(tmp: Path) -> None:
+        for f in reg.version_dir("v0001").iterdir():
+            (tmp / f.name).write_bytes(f.read_bytes())
+
+    v2 = reg.create_version(copy)
+    assert main([*argv, "promote", v2]) == 0
+    assert reg.champion() == v2 and reg.previous_champion() == "v0001"
+    assert main([*argv, "versions"]) == 0
+    out = capsys.readouterr().out
+    assert f"* {v2}" in out and "  v0001" in out
+    assert main([*argv, "promote", "v0042"]) == 2  # unknown version: clear error, pointer unchanged
+    assert reg.champion() == v2
+
+
+def test_evaluate_writes_json_and_png(tiny_env, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "eval"
+    assert main(tiny_env.argv("evaluate", "--data", str(tiny_env.dataset), "--out", str(out), "--json")) == 0
+    metrics = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert {"top1", "top3", "ece", "per_class", "confusion_matrix"} <= set(metrics)
+    assert sum(map(sum, metrics["confusion_matrix"])) == metrics["n"] > 0
+    assert json.loads((out / "metrics.json").read_text())["n"] == metrics["n"]
+    assert (out / "confusion_matrix.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_shipped_version_files(tiny_env) -> None:
+    reg = Registry(tiny_env.models)
+    d = reg.version_dir("v0001")
+    names = {p.name for p in d.iterdir()}
+    assert {
+        "labels.json",
+        "metrics.json",
+        "model_card.md",
+        "confusion_matrix.png",
+        "head.json",
+        "head.npz",
+    } <= names
+    card = (d / "model_card.md").read_text()
+    assert "SHA-256" in card and "| red_thing |" in card and "Confusion matrix" in card
+    metrics = reg.read_json("v0001", "metrics.json")
+    assert metrics["backbone"]["file_sha256"] and metrics["train_counts"]["red_thing"] > 0
+    assert reg.labels("v0001") == sorted(TINY_LABELS)
+
+
+@pytest.mark.slow
+def test_scratch_baseline_trains_and_predicts(tiny_env, tiny_models: Path, capsys) -> None:
+    argv = ["--models-dir", str(tiny_models), "--weights", str(tiny_env.weights), "-q"]
+    assert main([*argv, "train", "--model", "scratch", "--data", str(tiny_env.dataset), "--epochs", "2"]) == 0
+    reg = Registry(tiny_models)
+    assert reg.versions() == ["v0001", "v0002"]
+    assert reg.read_json("v0002", "head.json")["input"] == {"size": 150, "normalisation": "gray"}
+    capsys.readouterr()
+    photo = tiny_env.dataset / "blue_thing" / "blue_thing_1.jpeg"
+    assert main([*argv, "predict", "--json", "--version", "v0002", str(photo)]) == 0
+    line = json.loads(capsys.readouterr().out.strip())
+    assert line["model_version"] == "v0002" and line["label"] in TINY_LABELS
