@@ -35,6 +35,7 @@ from bot.config import Settings, load_settings
 from classifier.types import Classifier
 from db.models import Correction, Equipment, Prediction, User
 from db.repositories.catalog import add_tutorial
+from db.seed import apply_seed, load_seed
 from db.session import make_engine, make_session_factory, session_scope
 from tests.conftest import ROOT
 from tests.fakes.classifier import LABELS, FakeClassifier
@@ -238,10 +239,21 @@ def db_url(tmp_path: Path) -> str:
 
 
 @pytest.fixture
-def session_factory(db_url: str) -> Iterator[sessionmaker[Session]]:
+def catalog() -> str:
+    """Which catalog the database gets: "test" (`seed_catalog`, small and predictable) or "shipped" (the
+    repository's db/catalog.toml through `db.seed`, as ``python -m db seed`` loads it). Override per test."""
+    return "test"
+
+
+@pytest.fixture
+def session_factory(db_url: str, catalog: str) -> Iterator[sessionmaker[Session]]:
     engine = make_engine(db_url)
     factory = make_session_factory(engine)
-    seed_catalog(factory)
+    if catalog == "shipped":
+        with session_scope(factory) as session:
+            apply_seed(session, load_seed())
+    else:
+        seed_catalog(factory)
     yield factory
     engine.dispose()
 
