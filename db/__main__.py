@@ -148,8 +148,7 @@ def _refresh(engine: Engine, settings: DatabaseSettings, older_than_days: float 
     before = None
     if older_than_days is not None:
         before = dt.datetime.now(dt.UTC) - dt.timedelta(days=older_than_days)
-    with session_scope(make_session_factory(engine)) as session:
-        report = refresh_videos(session, client, checked_before=before)
+    report = refresh_videos(make_session_factory(engine), client, checked_before=before)
     print(report.summary())
     return EXIT_PROBLEM if report.errors else EXIT_OK
 

@@ -2,19 +2,21 @@
 
 An available video gets YouTube's title, channel, duration and thumbnail (the curator's presenter and note
 stay); a deleted or private one is marked ``unavailable`` with the reason and is no longer shown to users.
-Videos YouTube could not be asked about (quota, network) keep their previous state. Never commits.
+Videos YouTube could not be asked about (quota, network) keep their previous state.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from db.models import VIDEO_AVAILABLE, VIDEO_UNAVAILABLE, Tutorial, utcnow
-from db.repositories.catalog import list_tutorials
-from db.youtube import VideoMetadata, YouTubeClient
+from db.repositories.catalog import get_tutorial, list_tutorials
+from db.session import session_scope
+from db.youtube import FetchReport, VideoMetadata, YouTubeClient
 
 
 @dataclass
@@ -60,30 +62,32 @@ def apply_metadata(tutorial: Tutorial, metadata: VideoMetadata, now: dt.datetime
     tutorial.updated_at = now
 
 
-def refresh_videos(
-    session: Session,
-    client: YouTubeClient,
-    *,
-    checked_before: dt.datetime | None = None,
-    now: dt.datetime | None = None,
-) -> RefreshReport:
-    """Check every listed (not removed) tutorial, or only those last checked before ``checked_before`` (and
-    never-checked ones), with ``videos.list`` in batches of 50. Returns what happened; never raises for
-    YouTube trouble."""
-    now = now or utcnow()
-    tutorials = [
-        t
+def videos_to_check(session: Session, *, checked_before: dt.datetime | None = None) -> list[str]:
+    """Ids of listed (not removed) tutorials, or only those last checked before ``checked_before`` (and
+    never-checked ones), in catalog order."""
+    return [
+        t.youtube_id
         for t in list_tutorials(session)
         if checked_before is None or t.last_checked_at is None or t.last_checked_at < checked_before
     ]
-    fetched = client.fetch([t.youtube_id for t in tutorials])
+
+
+def apply_fetch_report(
+    session: Session, video_ids: Sequence[str], fetched: FetchReport, *, now: dt.datetime | None = None
+) -> RefreshReport:
+    """Record YouTube's answers for ``video_ids`` (ids it did not answer about keep their state). Never
+    commits."""
+    now = now or utcnow()
     report = RefreshReport(
         errors=list(fetched.errors), api_calls=fetched.api_calls, quota_exceeded=fetched.quota_exceeded
     )
-    for tutorial in tutorials:
-        metadata = fetched.videos.get(tutorial.youtube_id)
+    for video_id in video_ids:
+        tutorial = get_tutorial(session, video_id)
+        if tutorial is None:  # deleted while YouTube was answering
+            continue
+        metadata = fetched.videos.get(video_id)
         if metadata is None:
-            report.unchecked.append(tutorial.youtube_id)
+            report.unchecked.append(video_id)
             continue
         was_shown = tutorial.status != VIDEO_UNAVAILABLE
         apply_metadata(tutorial, metadata, now)
@@ -93,6 +97,26 @@ def refresh_videos(
         else:
             report.unavailable += 1
             if was_shown:
-                report.newly_unavailable.append(tutorial.youtube_id)
+                report.newly_unavailable.append(video_id)
     session.flush()
     return report
+
+
+def refresh_videos(
+    factory: sessionmaker[Session],
+    client: YouTubeClient,
+    *,
+    checked_before: dt.datetime | None = None,
+    now: dt.datetime | None = None,
+) -> RefreshReport:
+    """Check the catalog's videos with ``videos.list`` (batches of 50) and record the answers.
+
+    Two short transactions (list the ids; record the answers) with NO transaction open while YouTube
+    answers, so the bot's writes never wait on the network. Blocking: async callers use a thread.
+    Never raises for YouTube trouble (see RefreshReport.errors); commits its own transactions.
+    """
+    with session_scope(factory) as session:
+        video_ids = videos_to_check(session, checked_before=checked_before)
+    fetched = client.fetch(video_ids)
+    with session_scope(factory) as session:
+        return apply_fetch_report(session, video_ids, fetched, now=now)

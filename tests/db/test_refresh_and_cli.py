@@ -27,8 +27,7 @@ def test_refresh_marks_unavailable_and_verifies_available(seeded: sessionmaker[S
     assert len(seed_ids) < 50  # one call
     http = HttpMockSequence([(OK, json.dumps(answered))])
     now = dt.datetime(2026, 11, 1, tzinfo=dt.UTC)
-    with session_scope(seeded) as session:
-        report = refresh_videos(session, YouTubeClient("k", http=http), now=now)
+    report = refresh_videos(seeded, YouTubeClient("k", http=http), now=now)
     assert report.api_calls == 1 and report.checked == len(seed_ids) and report.unchecked == []
     # 3 answered as playable; the private one and every id YouTube left out are unavailable
     assert report.available == 3 and report.unavailable == len(seed_ids) - 3
@@ -49,8 +48,7 @@ def test_refresh_marks_unavailable_and_verifies_available(seeded: sessionmaker[S
 
 def test_refresh_after_quota_error_keeps_previous_state(seeded: sessionmaker[Session]) -> None:
     http = HttpMockSequence([({"status": "403"}, (DATA / "error_quota_exceeded.json").read_text())])
-    with session_scope(seeded) as session:
-        report = refresh_videos(session, YouTubeClient("k", http=http))
+    report = refresh_videos(seeded, YouTubeClient("k", http=http))
     assert report.quota_exceeded and report.checked == 0 and len(report.unchecked) == 17
     assert "quota" in report.summary()
     with session_scope(seeded) as session:
@@ -69,10 +67,9 @@ def test_refresh_only_stale_videos(seeded: sessionmaker[Session]) -> None:
         assert stale is not None
         stale.last_checked_at = now - dt.timedelta(days=30)
     http = HttpMockSequence([(OK, '{"items": []}')])
-    with session_scope(seeded) as session:
-        report = refresh_videos(
-            session, YouTubeClient("k", http=http), checked_before=now - dt.timedelta(days=7), now=now
-        )
+    report = refresh_videos(
+        seeded, YouTubeClient("k", http=http), checked_before=now - dt.timedelta(days=7), now=now
+    )
     assert report.checked == 1 and report.unavailable == 1
     assert http.request_sequence[0][0].count(fresh_ids[0]) == 1
 
@@ -150,3 +147,34 @@ def test_every_label_of_a_shipped_model_has_an_equipment_row_in_the_seed() -> No
         labels = json.loads(path.read_text(encoding="utf-8"))
         labels = labels.get("labels", labels) if isinstance(labels, dict) else labels
         assert {x for x in labels if not x.startswith("__")} - {"not_equipment"} <= slugs, path
+
+
+def test_refresh_holds_no_database_lock_while_youtube_answers(
+    seeded: sessionmaker[Session], migrated_url: str
+) -> None:
+    """The bot keeps writing while refresh-videos waits on the network."""
+    import sqlite3
+
+    from sqlalchemy.engine import make_url
+
+    database = make_url(migrated_url).database
+    assert database is not None
+    path: str = database
+    locked_out: list[str] = []
+
+    class ProbingClient(YouTubeClient):
+        def fetch(self, video_ids):
+            probe = sqlite3.connect(path, timeout=0.5, isolation_level=None)
+            try:
+                probe.execute("BEGIN IMMEDIATE")  # fails with "database is locked" if refresh holds the lock
+                probe.execute("ROLLBACK")
+            except sqlite3.OperationalError as exc:
+                locked_out.append(str(exc))
+            finally:
+                probe.close()
+            return super().fetch(video_ids)
+
+    http = HttpMockSequence([(OK, '{"items": []}')])
+    report = refresh_videos(seeded, ProbingClient("k", http=http))
+    assert locked_out == []
+    assert report.checked == 17 and report.unavailable == 17
