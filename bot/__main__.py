@@ -16,6 +16,8 @@ from bot.config import Settings, SettingsError, load_settings
 
 log = logging.getLogger("bot")
 
+# Spotter answers messages and button presses only (edits, reactions, member updates are not needed).
+ALLOWED_UPDATES = [Update.MESSAGE, Update.CALLBACK_QUERY]
 EXIT_CONFIG = 2
 EXIT_STARTUP = 1
 
@@ -70,7 +72,7 @@ def webhook_options(settings: Settings) -> dict[str, Any]:
         "url_path": path,
         "webhook_url": url,
         "secret_token": settings.webhook_secret_token.get_secret_value(),
-        "allowed_updates": Update.ALL_TYPES,
+        "allowed_updates": ALLOWED_UPDATES,
     }
 
 
@@ -149,7 +151,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if options is not None:
             application.run_webhook(**options)
         else:
-            application.run_polling(allowed_updates=Update.ALL_TYPES)
+            application.run_polling(allowed_updates=ALLOWED_UPDATES)
     except (RegistryError, BackboneMismatchError) as error:
         print(f"spotter: cannot load the model: {error}", file=sys.stderr)
         return EXIT_STARTUP
