@@ -272,9 +272,7 @@ class YouTubeClient:
             report.errors.append(f"{bad!r} is not a video id; skipped")
         for start in range(0, len(ids), MAX_IDS_PER_CALL):
             batch = ids[start : start + MAX_IDS_PER_CALL]
-            request = self._service.videos().list(
-                part="snippet,contentDetails,status", id=",".join(batch)
-            )
+            request = self._service.videos().list(part="snippet,contentDetails,status", id=",".join(batch))
             report.api_calls += 1
             try:
                 response = request.execute(num_retries=self._num_retries)
