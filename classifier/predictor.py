@@ -122,6 +122,7 @@ class Predictor:
         tta: list[str],
         load_seconds: float = 0.0,
         backbone: Backbone | None = None,
+        jit_compile: bool = False,
     ) -> None:
         import tensorflow as tf
 
@@ -137,19 +138,29 @@ class Predictor:
         n_views = len(tta)
         shape = (n_views, spec.size, spec.size, spec.channels)
 
-        @tf.function(input_signature=[tf.TensorSpec(shape, tf.float32)], reduce_retracing=True)
+        @tf.function(input_signature=[tf.TensorSpec(shape, tf.float32)], jit_compile=jit_compile)
         def forward(x: Any) -> Any:
-            return tf.reduce_mean(model(x, training=False), axis=0)
+            return tf.reduce_mean(tf.cast(model(x, training=False), tf.float32), axis=0)
 
         self._forward = forward
 
     @classmethod
     def load(
-        cls, version_dir: Path, vgg16_weights: str | None, backbone: Backbone | None = None
+        cls,
+        version_dir: Path,
+        vgg16_weights: str | None,
+        backbone: Backbone | None = None,
+        tta: list[str] | None = None,
+        jit_compile: bool = False,
+        bfloat16: bool = False,
     ) -> Predictor:
         """Load a version folder. ``vgg16_weights``: ``"imagenet"``, a file path, or None (random init,
-        tests). Pass an already loaded ``backbone`` to share it. Raises BackboneMismatchError,
-        FileNotFoundError, classifier.registry.RegistryError-like ValueError for malformed versions."""
+        tests). Pass an already loaded ``backbone`` to share it. ``tta`` overrides the version's test-time
+        views; ``jit_compile`` compiles the forward pass with XLA; ``bfloat16`` computes in bfloat16 (Keras
+        ``mixed_bfloat16`` policy, float32 weights; benchmark option). Raises BackboneMismatchError,
+        FileNotFoundError, KeyError/ValueError for malformed versions."""
+        import keras
+
         from classifier.model import (
             HeadSpec,
             build_fused,
@@ -164,23 +175,30 @@ class Predictor:
         outputs = list(cfg["outputs"])
         weights = load_npz_weights(version_dir / "head.npz")
         rule = DecisionRule.from_json(cfg.get("decision", {}))
-        tta = list(cfg.get("tta", ["orig"]))
+        tta = list(tta or cfg.get("tta", ["orig"]))
         spec = InputSpec(int(cfg["input"]["size"]), cfg["input"]["normalisation"])
         if cfg["kind"] == "scratch":
             backbone = None
             model = build_scratch_cnn(len(outputs), spec.size)
             model.set_weights(weights)
         elif cfg["kind"] == "vgg16_head":
-            if backbone is None or backbone.input_size != spec.size:
-                backbone = load_backbone(vgg16_weights, spec.size)
-            how = check_backbone(cfg["backbone"], backbone.identity)
-            log.info("backbone of %s matched by %s", version_dir.name, how)
-            head = build_head(HeadSpec.from_json(cfg["head"]), backbone.feature_shape)
-            head.set_weights(weights)
-            model = build_fused(backbone, head)
+            previous_policy = keras.config.dtype_policy()
+            if bfloat16:
+                keras.config.set_dtype_policy("mixed_bfloat16")
+            try:
+                if backbone is None or backbone.input_size != spec.size or bfloat16:
+                    backbone = load_backbone(vgg16_weights, spec.size)
+                how = check_backbone(cfg["backbone"], backbone.identity)
+                log.info("backbone of %s matched by %s", version_dir.name, how)
+                head = build_head(HeadSpec.from_json(cfg["head"]), backbone.feature_shape)
+                head.set_weights(weights)
+                model = build_fused(backbone, head)
+            finally:
+                keras.config.set_dtype_policy(previous_policy)
         else:
             raise ValueError(f"{version_dir}: unknown model kind {cfg['kind']!r}")
-        return cls(version_dir.name, model, spec, outputs, rule, tta, time.perf_counter() - t0, backbone)
+        seconds = time.perf_counter() - t0
+        return cls(version_dir.name, model, spec, outputs, rule, tta, seconds, backbone, jit_compile)
 
     def views(self, x: np.ndarray) -> np.ndarray:
         """One preprocessed image (S, S, C) -> its TTA views stacked (n_views, S, S, C)."""

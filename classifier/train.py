@@ -104,6 +104,7 @@ class FitResult:
     seconds: float = 0.0
     kind: str = "vgg16_head"
     input_spec: InputSpec = VGG16_224
+    val_views: list[np.ndarray] | None = None
 
 
 def class_weights(y: np.ndarray, n_outputs: int, power: float) -> dict[int, float]:
@@ -263,6 +264,7 @@ def fit_version(
         ood_holdout_probs=hold_probs,
         seconds=time.perf_counter() - t0,
         input_spec=InputSpec(backbone.input_size, "vgg16"),
+        val_views=val_views,
     )
 
 
@@ -339,7 +341,7 @@ def fit_scratch(
 def _float16_lossless(fit: FitResult, val_views: Sequence[np.ndarray] | None) -> bool:
     """True when float16 weights give the same top-1 on every validation photo (checked on the val probs)."""
     if val_views is None:
-        return True
+        return False
     import keras
 
     w32 = fit.head.get_weights()
@@ -359,10 +361,11 @@ def save_version(
     extra_metrics: dict[str, Any] | None = None,
 ) -> str:
     """Write ``fit`` as a new registry version (see module docstring); optionally promote it. Returns the
-    version name. ``val_views`` (the validation TTA features) enables the float16 losslessness check."""
+    version name. ``val_views`` (default ``fit.val_views``: the validation TTA features) enables the float16
+    losslessness check; without them the weights are stored as float32 (e.g. the scratch baseline)."""
     import json
 
-    lossless16 = _float16_lossless(fit, val_views)
+    lossless16 = _float16_lossless(fit, val_views if val_views is not None else fit.val_views)
     dtype = np.float16 if lossless16 else np.float32
     weights = fit.head.get_weights()
     created = datetime.now(UTC).isoformat(timespec="seconds")
