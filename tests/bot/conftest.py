@@ -26,10 +26,10 @@ from alembic.config import Config
 from PIL import Image
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
-from telegram import Update
 from telegram.error import TelegramError
 from telegram.ext import Application
 
+from bot.__main__ import ALLOWED_UPDATES
 from bot.app import build_application
 from bot.config import Settings, load_settings
 from classifier.types import Classifier
@@ -153,7 +153,7 @@ class Spotter:
         await app.updater.start_polling(
             poll_interval=0,
             timeout=POLL_TIMEOUT,
-            allowed_updates=Update.ALL_TYPES,
+            allowed_updates=ALLOWED_UPDATES,  # what python -m bot polls for
             drop_pending_updates=False,
             error_callback=error_callback,
         )

@@ -44,6 +44,7 @@ from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from typing import Any
 
+import tornado.httpclient
 import tornado.httpserver
 import tornado.iostream
 import tornado.netutil
@@ -426,6 +427,10 @@ class FakeTelegramServer:
         self.users: dict[int, FakeUser] = {}
         self.files: dict[str, StoredFile] = {}
         self.webhook_url = ""
+        """Set by the bot's setWebhook: updates are then POSTed there instead of queued for getUpdates."""
+        self.webhook_secret: str | None = None
+        self.webhook_deliveries: list[tuple[int, int]] = []
+        self._deliveries: set[asyncio.Task[None]] = set()
         self._http: tornado.httpserver.HTTPServer | None = None
         self._state = _State()
         self._updates: list[dict[str, Any]] = []
@@ -472,6 +477,8 @@ class FakeTelegramServer:
         """Wake every long poll and stalled download, close all connections and the listening socket."""
         self._closing.set()
         self._new_update.set()
+        for task in list(self._deliveries):
+            task.cancel()
         for waiter in self._state.waiters:
             if not waiter.future.done():
                 waiter.future.cancel()
@@ -818,8 +825,26 @@ class FakeTelegramServer:
         return next(counter)
 
     def _push_update(self, payload: dict[str, Any]) -> None:
-        self._updates.append({"update_id": next(self._update_ids), **payload})
+        update = {"update_id": next(self._update_ids), **payload}
+        if self.webhook_url:
+            task = asyncio.get_running_loop().create_task(self._deliver(update))
+            self._deliveries.add(task)
+            task.add_done_callback(self._deliveries.discard)
+            return
+        self._updates.append(update)
         self._new_update.set()
+
+    async def _deliver(self, update: dict[str, Any]) -> None:
+        """POST one update to the webhook like Telegram: JSON body, the secret token header when one was set
+        with setWebhook. Records (update_id, HTTP status) in `webhook_deliveries` (599: no connection)."""
+        headers = {"Content-Type": "application/json"}
+        if self.webhook_secret:
+            headers["X-Telegram-Bot-Api-Secret-Token"] = self.webhook_secret
+        request = tornado.httpclient.HTTPRequest(
+            self.webhook_url, method="POST", headers=headers, body=json.dumps(update), request_timeout=10
+        )
+        response = await tornado.httpclient.AsyncHTTPClient().fetch(request, raise_error=False)
+        self.webhook_deliveries.append((update["update_id"], response.code))
 
     def _photo_size_json(self, stored: StoredFile, width: int, height: int) -> dict[str, Any]:
         return {
@@ -948,12 +973,18 @@ class FakeTelegramServer:
 
     async def _api_deleteWebhook(self, req: _Request) -> Any:
         self.webhook_url = ""
+        self.webhook_secret = None
         if req.params.get("drop_pending_updates"):
             self._updates.clear()
         return True
 
     async def _api_setWebhook(self, req: _Request) -> Any:
-        self.webhook_url = str(req.params.get("url", ""))
+        url = str(req.params.get("url", ""))
+        secret = req.params.get("secret_token")
+        if secret is not None and not re.fullmatch(r"[A-Za-z0-9_-]{1,256}", str(secret)):
+            raise ApiError(400, "Bad Request: secret token contains unallowed characters")
+        self.webhook_url = url
+        self.webhook_secret = str(secret) if url and secret else None
         return True
 
     async def _api_getWebhookInfo(self, req: _Request) -> Any:
