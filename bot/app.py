@@ -94,7 +94,7 @@ def build_application(
             classifier=classifier,
             session_factory=session_factory,
             settings=settings,
-            photo_store=PhotoStore(settings.photos_dir),
+            photo_store=PhotoStore(settings.photos_dir.resolve()),  # absolute paths on prediction rows
         ),
     )
     register_handlers(application)

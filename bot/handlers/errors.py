@@ -68,6 +68,9 @@ async def on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
     if update is None and isinstance(error, NetworkError):
         log.warning("Network error while polling Telegram (PTB retries): %s", error)
         return
+    if isinstance(error, Forbidden):  # the user blocked the bot or left the chat: nobody to tell
+        log.warning("Forbidden while handling %s: %s", describe_update(update), error)
+        return
     log.error("Error while handling %s", describe_update(update), exc_info=error)
     if isinstance(update, Update):
         await _tell_user(update)
