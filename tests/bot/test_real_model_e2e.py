@@ -5,6 +5,7 @@ through the whole bot. The real-model test skips cleanly when ../shared or the s
 from __future__ import annotations
 
 import csv
+import os
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -17,7 +18,8 @@ from db.seed import load_seed
 from tests.bot.conftest import ROOT, Spotter, image_bytes, make_settings
 from tests.fakes.telegram_server import Call, FakeTelegramServer
 
-SHIPPED_MODELS = ROOT / "models"
+SHIPPED_MODELS = Path(os.environ.get("SPOTTER_TEST_MODELS_DIR", ROOT / "models"))
+"""The shipped registry (models/); SPOTTER_TEST_MODELS_DIR points the real-model tests at another one."""
 REAL_CLASSES = ("leg_press", "treadmill", "smith_machine", "lat_pulldown_machine")
 """Well-populated classes; one held-out (``suggested_split == val``) photo of each goes through the bot."""
 
