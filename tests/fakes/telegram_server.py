@@ -263,6 +263,7 @@ class _Fault:
 class _Stall:
     remaining: int
     seconds: float
+    file_ids: frozenset[str] | None = None
 
 
 @dataclass
@@ -815,9 +816,12 @@ class FakeTelegramServer:
             times=times,
         )
 
-    def stall_downloads(self, times: int = 1, seconds: float = 60.0) -> None:
-        """The next ``times`` file downloads send nothing for ``seconds`` or until the client hangs up."""
-        self._stalls.append(_Stall(times, seconds))
+    def stall_downloads(
+        self, times: int = 1, seconds: float = 60.0, file_ids: Iterable[str] | None = None
+    ) -> None:
+        """The next ``times`` file downloads (of these ``file_ids`` only, when given) send nothing for
+        ``seconds`` or until the client hangs up."""
+        self._stalls.append(_Stall(times, seconds, frozenset(file_ids) if file_ids is not None else None))
 
     # -------------------------------------------------------------------------------------------- internals
     def _next_message_id(self, chat_id: int) -> int:
@@ -914,7 +918,14 @@ class FakeTelegramServer:
         if stored is None:
             await handler.send_json(404, ApiError(404, "Not Found").payload())
             return
-        stall = next((s for s in self._stalls if s.remaining > 0), None)
+        stall = next(
+            (
+                s
+                for s in self._stalls
+                if s.remaining > 0 and (s.file_ids is None or stored.file_id in s.file_ids)
+            ),
+            None,
+        )
         if stall is not None:
             stall.remaining -= 1
             if stall.remaining == 0:
