@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from classifier.registry import Registry
 from db.seed import load_seed
 from tests.bot.conftest import ROOT, Spotter, image_bytes, make_settings
+from tests.bot.test_photo_e2e import IMAGE_FILES
 from tests.fakes.telegram_server import Call, FakeTelegramServer
 
 SHIPPED_MODELS = Path(os.environ.get("SPOTTER_TEST_MODELS_DIR", ROOT / "models"))
@@ -126,3 +127,12 @@ async def test_real_model_names_real_photos_through_the_whole_bot(
         )
     # The shipped model is well above 90% on real held-out photos; 2 of 4 is a loose, non-flaky floor.
     assert correct >= 2, f"only {correct} of {len(photos)} held-out photos named correctly"
+
+    # Every image mode Pillow opens goes through the REAL preprocessing (EXIF, alpha, CMYK, 16-bit, palette,
+    # grayscale, WEBP) sent as a file, and gets an answer with buttons, never "couldn't read" or an error.
+    user = server.new_user("Modes")
+    for kind, (make, file_name, mime_type) in sorted(IMAGE_FILES.items()):
+        server.send_document(user, make(), file_name=file_name, mime_type=mime_type)
+        reply = await server.wait_for_text(user.id, "", timeout=30)
+        assert reply.button_texts(), f"{kind}: {reply.text}"
+    assert len(spotter.predictions(user.id)) == len(IMAGE_FILES)
