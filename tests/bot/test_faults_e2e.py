@@ -107,3 +107,28 @@ async def test_unexpected_error_tells_user_logs_traceback_and_notifies_admins_on
     server.send_photo(user, image_bytes((200, 200, 10)))
     await server.wait_for_text(user.id, "leg press")
     assert len(spotter.predictions(user.id)) == 2
+
+
+@pytest.mark.parametrize("settings_overrides", [{"classify_timeout_seconds": 0.5}])
+async def test_a_hung_classification_times_out_and_the_user_is_told(
+    spotter: Spotter, settings_overrides: dict[str, float]
+) -> None:
+    server = spotter.server
+    spotter.fake.delay = 2.0
+    user = server.new_user()
+    sent_at = time.monotonic()
+    server.send_photo(user, image_bytes())
+    told = await server.wait_for_text(user.id, "went wrong", timeout=5)
+    assert told.at - sent_at < 1.5  # the classify timeout, not the model's 2 s
+    await server.wait_for_text(spotter.admin.id, "Timeout")
+    assert spotter.predictions(user.id) == []
+
+
+async def test_model_not_ready_gets_a_clear_message(spotter: Spotter) -> None:
+    from classifier.serving import ClassifierNotReadyError
+
+    spotter.fake.fail_with = ClassifierNotReadyError("classifier service not started")
+    user = spotter.server.new_user()
+    spotter.server.send_photo(user, image_bytes())
+    told = await spotter.server.wait_for_text(user.id, "model")
+    assert "try again" in told.text.lower() and spotter.predictions(user.id) == []
