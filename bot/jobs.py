@@ -42,7 +42,6 @@ log = logging.getLogger(__name__)
 
 RETRAIN_JOB_NAME = "spotter.retrain.daily"
 RUNNER_KEY = "retrain.runner"
-DEFAULT_TIMEOUT_SECONDS = 3600.0
 KILL_GRACE_SECONDS = 5.0
 
 Status = Literal["promoted", "kept", "nothing_to_do", "busy", "failed", "timeout"]
@@ -88,21 +87,11 @@ def retrain_env(services: Services) -> dict[str, str]:
             "MODELS_DIR": str(s.models_dir),
             "VGG16_WEIGHTS": str(s.vgg16_weights),
             "ADMIN_USER_IDS": ",".join(str(i) for i in sorted(s.admin_user_ids)),
-            "REVIEW_AGREEMENT_USERS": str(review_agreement_users(services)),
+            "REVIEW_AGREEMENT_USERS": str(s.review_agreement_users),
             "PYTHONUNBUFFERED": "1",
         }
     )
     return env
-
-
-def review_agreement_users(services: Services) -> int:
-    """REVIEW_AGREEMENT_USERS from the settings (default 3)."""
-    return int(getattr(services.settings, "review_agreement_users", 3))
-
-
-def retrain_timeout(services: Services) -> float:
-    """RETRAIN_TIMEOUT_SECONDS from the settings (default 3600 s)."""
-    return float(getattr(services.settings, "retrain_timeout_seconds", DEFAULT_TIMEOUT_SECONDS))
 
 
 class RetrainRunner:
@@ -237,7 +226,9 @@ def get_runner(services: Services) -> RetrainRunner:
     under ``services.state[RUNNER_KEY]``)."""
     runner = services.state.get(RUNNER_KEY)
     if not isinstance(runner, RetrainRunner):
-        runner = RetrainRunner(retrain_command(), retrain_env(services), retrain_timeout(services))
+        runner = RetrainRunner(
+            retrain_command(), retrain_env(services), services.settings.retrain_timeout_seconds
+        )
         services.state[RUNNER_KEY] = runner
     return runner
 
