@@ -670,6 +670,11 @@ def _run_locked(
                 "champion was trained on (a folder with MANIFEST.tsv, or folder-per-class)"
             )
         base_train, base_val, ood = load_base_dataset(Path(data_dir))
+        extra_train, extra_ood = recorded_extra_data(champ_metrics)
+        raw_data = champ_metrics.get("data")
+        recorded_data: dict[str, Any] = dict(raw_data) if isinstance(raw_data, dict) else {}
+        base_train += extra_train
+        ood = list(ood) + extra_ood
         class_set = set(classes)
         train = [it for it in base_train if it.label in class_set]
         train += [it for it in fb_train if it.label in class_set]
@@ -764,7 +769,7 @@ def _run_locked(
             notes=notes,
             val_views=chall_views,
             promote=False,
-            extra_metrics={"retrain": retrain_info, "data": {"path": str(data_dir)}},
+            extra_metrics={"retrain": retrain_info, "data": {**recorded_data, "path": str(data_dir)}},
         )
         result.version = version
         report("save", f"saved {version}")
@@ -792,6 +797,33 @@ def _recorded_data_dir(metrics: Mapping[str, Any]) -> Path | None:
     if isinstance(data, dict) and data.get("path"):
         return Path(str(data["path"]))
     return None
+
+
+def recorded_extra_data(metrics: Mapping[str, Any]) -> tuple[list[LabelledImage], list[LabelledImage]]:
+    """The champion's extra training folders and OOD folders as recorded by ``python -m classifier train``
+    (``metrics["data"]["extra"]`` / ``["ood"]``; missing folders are skipped with a warning)."""
+    from classifier.dataset import scan_folder_dataset
+
+    data = metrics.get("data")
+    extra: list[LabelledImage] = []
+    ood: list[LabelledImage] = []
+    if not isinstance(data, dict):
+        return extra, ood
+    for folder in data.get("extra") or []:
+        if Path(folder).is_dir():
+            extra += scan_folder_dataset(Path(folder), "train", "extra")
+        else:
+            log.warning("extra training folder of the champion is missing: %s", folder)
+    for folder in data.get("ood") or []:
+        if Path(folder).is_dir():
+            ood += [
+                LabelledImage(p, OTHER_LABEL, "ood", "ood")
+                for p in sorted(Path(folder).rglob("*"))
+                if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
+            ]
+        else:
+            log.warning("OOD folder of the champion is missing: %s", folder)
+    return extra, ood
 
 
 def synthetic_topup(

@@ -31,6 +31,7 @@ from telegram.ext import Application, CallbackQueryHandler, CommandHandler, Cont
 from bot import jobs, texts
 from bot.services import Services, get_services
 from classifier.registry import Registry, RegistryError
+from classifier.retrain import RetrainBusyError, retrain_lock
 from db import review
 from db.errors import SpotterDatabaseError
 from db.models import NOT_EQUIPMENT, REVIEW_PENDING
@@ -269,18 +270,23 @@ def list_versions(models_dir: Path) -> list[VersionLine]:
 def rollback_registry(models_dir: Path, target: str | None) -> tuple[str | None, str]:
     """Promote ``target`` (or the previous champion) with reason "rollback". Returns (old champion, new one).
 
-    Raises RegistryError when there is nothing to roll back to or the version does not exist.
+    Raises RegistryError when there is nothing to roll back to, the version does not exist, or a retraining
+    run holds the MODELS_DIR lock.
     """
     registry = Registry(models_dir)
-    current = registry.champion()
-    version = target or registry.previous_champion()
-    if version is None:
-        raise RegistryError("there is no previous champion to roll back to")
-    registry.version_dir(version)
-    if version == current:
-        raise RegistryError(f"{version} is already the champion")
-    registry.promote(version, reason="rollback")
-    return current, version
+    try:
+        with retrain_lock(models_dir):  # a retrain run (bot job or a maintainer's) must not race the pointer
+            current = registry.champion()
+            version = target or registry.previous_champion()
+            if version is None:
+                raise RegistryError("there is no previous champion to roll back to")
+            registry.version_dir(version)
+            if version == current:
+                raise RegistryError(f"{version} is already the champion")
+            registry.promote(version, reason="rollback")
+            return current, version
+    except RetrainBusyError:
+        raise RegistryError("a retraining run is in progress; try again when it has finished") from None
 
 
 def record_rollback(services: Services, version: str, admin_id: int) -> None:
