@@ -63,7 +63,7 @@ async def on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
             "set) with the same token. Stop the other instance; this one keeps retrying. (%s)",
             error.message,
         )
-        await _notify_admins(context, "409 Conflict: another instance is running with this token")
+        await notify_admins(context, "409 Conflict: another instance is running with this token")
         return
     if update is None and isinstance(error, NetworkError):
         log.warning("Network error while polling Telegram (PTB retries): %s", error)
@@ -75,7 +75,7 @@ async def on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
     if isinstance(update, Update):
         await _tell_user(update)
     summary = f"{type(error).__name__}: {error}" if error else "unknown error"
-    await _notify_admins(context, f"{summary} — {describe_update(update)}")
+    await notify_admins(context, f"{summary} — {describe_update(update)}")
 
 
 async def _tell_user(update: Update) -> None:
@@ -97,7 +97,9 @@ def _limiter(context: ContextTypes.DEFAULT_TYPE) -> NoticeLimiter:
     return limiter
 
 
-async def _notify_admins(context: ContextTypes.DEFAULT_TYPE, summary: str) -> None:
+async def notify_admins(context: ContextTypes.DEFAULT_TYPE, summary: str) -> None:
+    """Send admins a notice about a failure, at most one per ADMIN_NOTICE_INTERVAL_SECONDS (the next one
+    says how many were suppressed); failures to deliver are only logged."""
     try:
         services = get_services(context)
     except RuntimeError:
@@ -113,4 +115,4 @@ async def _notify_admins(context: ContextTypes.DEFAULT_TYPE, summary: str) -> No
             log.warning("Could not notify admin %s: %s", admin_id, error)
 
 
-__all__: list[Any] = ["NoticeLimiter", "describe_update", "on_error"]
+__all__: list[Any] = ["NoticeLimiter", "describe_update", "notify_admins", "on_error"]

@@ -13,6 +13,7 @@ from telegram.error import BadRequest, NetworkError, TelegramError, TimedOut
 from telegram.ext import Application, ContextTypes, Job, MessageHandler, filters
 
 from bot import data, replies, texts
+from bot.handlers import errors
 from bot.inputs import exceeds_limit, image_source
 from bot.replies import PhotoOutcome
 from bot.services import Services, get_services
@@ -200,11 +201,15 @@ async def _add_to_album(message: Message, context: ContextTypes.DEFAULT_TYPE) ->
         name=f"album:{key[0]}:{key[1]}",
     )
     try:
-        outcome = await classify_message(message, context)
-    except Exception:
+        result.set_result(await classify_message(message, context))
+    except Exception as error:  # one bad photo must not cost the album its reply
         log.exception("Photo %s of album %s failed", message.message_id, message.media_group_id)
-        outcome = PhotoOutcome(message.message_id, problem=texts.SOMETHING_WRONG)
-    result.set_result(outcome)
+        result.set_result(PhotoOutcome(message.message_id, problem=texts.SOMETHING_WRONG))
+        where = f"photo {message.message_id} of an album in chat {message.chat_id}"
+        await errors.notify_admins(context, f"{type(error).__name__}: {error} — {where}")
+    finally:
+        if not result.done():  # cancelled (shutdown): the album reply must not wait for it
+            result.set_result(PhotoOutcome(message.message_id, problem=texts.SOMETHING_WRONG))
 
 
 async def _send_album_reply(context: ContextTypes.DEFAULT_TYPE) -> None:
