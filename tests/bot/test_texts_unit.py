@@ -10,6 +10,7 @@ import pytest
 from bot import texts
 from bot.callback_data import parse_feedback
 from bot.data import RecordedPrediction
+from bot.handlers.admin import split_addvideo_args
 from bot.replies import PhotoOutcome, album_reply, restore_keyboard, single_reply
 from bot.views import EquipmentView, TutorialView
 from classifier.types import Prediction
@@ -187,3 +188,21 @@ def test_model_caption_lists_numeric_metrics() -> None:
     assert (
         "v0002" in caption and "top1: 93%" in caption and "images: 120" in caption and "notes" not in caption
     )
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["leg_press", "https://youtu.be/dQw4w9WgXcQ"], ("leg_press", "https://youtu.be/dQw4w9WgXcQ", None)),
+        (["Leg", "press", "dQw4w9WgXcQ", "My", "title"], ("Leg press", "dQw4w9WgXcQ", "My title")),
+        (
+            ["plyo_box", "https://youtube.com/playlist?list=PL1"],
+            ("plyo_box", "https://youtube.com/playlist?list=PL1", None),
+        ),
+        (["leg_press"], None),
+        (["https://youtu.be/dQw4w9WgXcQ"], None),
+        ([], None),
+    ],
+)
+def test_split_addvideo_args(args: list[str], expected: tuple[str, str, str | None] | None) -> None:
+    assert split_addvideo_args(args) == expected
