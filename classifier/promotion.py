@@ -5,9 +5,14 @@ feedback images). The challenger is promoted only if it is not worse than the ch
 
 - overall, by more than ``overall_margin`` (absolute top-1 accuracy, e.g. 0.01 = one percentage point), and
 - on any class the champion knows, by more than ``per_class_margin`` (absolute per-class recall), where a drop
-  is only counted when it also amounts to more than ``per_class_min_images`` extra misclassified images. The
-  image guard keeps one unlucky photo of a four-photo class (a 25-point swing) from blocking every retrain,
-  while a real regression on a large class is still caught by the percentage margin.
+  only counts when it also amounts to more than ``per_class_min_images`` extra misclassified images AND is
+  unlikely to be training noise: on that class's photos, the photos the champion named right and the
+  challenger wrong (b) against the reverse (c) must pass an exact one-sided McNemar (sign) test at
+  ``per_class_alpha`` (Dietterich 1998, "Approximate statistical tests for comparing supervised
+  classification learning algorithms"; the standard paired test for two classifiers on one test set).
+  Measured on real photos (docs/experiments.md): retraining the same recipe on nearly the same data moves a
+  nine-photo class by three photos (b=3, c=0, p=0.125) -- noise that would otherwise block every retrain --
+  while 40 deliberately wrong labels cost their class 7 of 48 photos (p=0.008) and are still blocked.
 
 Classes only the challenger knows (a new equipment type) are reported but cannot block promotion; images of
 such a class count as errors for the champion in the overall score, because it cannot name them.
@@ -15,6 +20,7 @@ such a class count as errors for the champion in the overall score, because it c
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -26,7 +32,9 @@ class PromotionPolicy:
 
     overall_margin: the challenger may be at most this much worse in overall top-1 accuracy (default 0.01).
     per_class_margin: ... and at most this much worse in any class's recall (default 0.05) ...
-    per_class_min_images: ... unless that class drop is this many images or fewer (default 1).
+    per_class_min_images: ... unless that class drop is this many images or fewer (default 1) ...
+    per_class_alpha: ... or not significant by the exact one-sided McNemar test at this level (default 0.05;
+        1.0 disables the test, so that any drop beyond the two margins blocks).
     require_improvement: if True the challenger must be strictly better overall (default False: "at least as
         good within the margin" is enough, which lets new feedback classes and fresh data in).
     """
@@ -34,6 +42,7 @@ class PromotionPolicy:
     overall_margin: float = 0.01
     per_class_margin: float = 0.05
     per_class_min_images: int = 1
+    per_class_alpha: float = 0.05
     require_improvement: bool = False
 
     def __post_init__(self) -> None:
@@ -41,6 +50,8 @@ class PromotionPolicy:
             raise ValueError("promotion margins must be fractions in [0, 1]")
         if self.per_class_min_images < 0:
             raise ValueError("per_class_min_images must be >= 0")
+        if not 0.0 < self.per_class_alpha <= 1.0:
+            raise ValueError("per_class_alpha must be in (0, 1]")
 
 
 @dataclass(frozen=True)
@@ -48,13 +59,17 @@ class Scores:
     """Top-1 scores of one model on one evaluation set.
 
     accuracy: overall top-1 accuracy in [0, 1]; per_class: class -> recall in [0, 1] (correct / support);
-    support: class -> number of evaluation images of that class (true label); n: total images.
+    support: class -> number of evaluation images of that class (true label); n: total images;
+    y_true / hits: per image, in evaluation-set order, its true label and whether the model named it right
+    (for the paired per-class test; empty when the scores were read back from a summary).
     """
 
     accuracy: float
     per_class: dict[str, float]
     support: dict[str, int]
     n: int
+    y_true: tuple[str, ...] = ()
+    hits: tuple[bool, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (floats rounded to 4 decimals)."""
@@ -82,18 +97,35 @@ def score_predictions(y_true: Sequence[str], y_pred: Sequence[str]) -> Scores:
         support[t] = support.get(t, 0) + 1
         correct[t] = correct.get(t, 0) + int(t == p)
     per_class = {c: correct[c] / support[c] for c in support}
-    return Scores(sum(correct.values()) / len(y_true), per_class, support, len(y_true))
+    hits = tuple(t == p for t, p in zip(y_true, y_pred, strict=True))
+    return Scores(sum(correct.values()) / len(y_true), per_class, support, len(y_true), tuple(y_true), hits)
+
+
+def sign_test_p(b: int, c: int) -> float:
+    """Exact one-sided McNemar (sign) test: P(X >= b) for X ~ Binomial(b + c, 1/2); 1.0 when b + c == 0.
+
+    b: photos only the champion named right; c: photos only the challenger named right.
+    """
+    n = b + c
+    if n == 0:
+        return 1.0
+    return sum(math.comb(n, k) for k in range(b, n + 1)) / 2**n
 
 
 @dataclass(frozen=True)
 class ClassDelta:
-    """One class's recall for champion and challenger; ``blocking`` if it violates the per-class margin."""
+    """One class's recall for champion and challenger; ``blocking`` if it violates the per-class rule.
+    lost / gained: photos of the class only the champion / only the challenger named right (paired scores);
+    p_value: the one-sided McNemar test of that difference (None without paired scores)."""
 
     label: str
     support: int
     champion: float | None
     challenger: float
     blocking: bool
+    lost: int = 0
+    gained: int = 0
+    p_value: float | None = None
 
 
 @dataclass(frozen=True)
@@ -148,6 +180,9 @@ def decide(
     elif policy.require_improvement and diff <= 0:
         ok = False
         reasons.append(f"overall {challenger.accuracy:.1%} does not improve on {champion.accuracy:.1%}")
+    paired = (
+        bool(champion.hits) and champion.y_true == challenger.y_true and len(challenger.hits) == champion.n
+    )
     deltas: list[ClassDelta] = []
     for label in sorted(challenger.support):
         n = challenger.support[label]
@@ -159,13 +194,29 @@ def decide(
         cp = champion.per_class.get(label, 0.0)
         drop = cp - ch
         extra_errors = round(drop * n)
+        lost = gained = 0
+        p_value: float | None = None
+        if paired:
+            for t, h_old, h_new in zip(champion.y_true, champion.hits, challenger.hits, strict=True):
+                if t == label:
+                    lost += int(h_old and not h_new)
+                    gained += int(h_new and not h_old)
+            p_value = sign_test_p(lost, gained)
+        significant = p_value is None or p_value <= policy.per_class_alpha
         blocking = drop > policy.per_class_margin + 1e-12 and extra_errors > policy.per_class_min_images
-        deltas.append(ClassDelta(label, n, cp, ch, blocking))
+        blocking = blocking and significant
+        deltas.append(ClassDelta(label, n, cp, ch, blocking, lost, gained, p_value))
         if blocking:
             ok = False
             reasons.append(
                 f"{label}: {ch:.1%} vs champion {cp:.1%} ({extra_errors} more of {n} images wrong; "
-                f"margin {policy.per_class_margin:.1%})"
+                f"margin {policy.per_class_margin:.1%}"
+                + (f", McNemar p={p_value:.3f})" if p_value is not None else ")")
+            )
+        elif drop > policy.per_class_margin + 1e-12 and extra_errors > policy.per_class_min_images:
+            reasons.append(
+                f"{label}: {ch:.1%} vs champion {cp:.1%} on {n} images, within noise "
+                f"(lost {lost}, gained {gained}, McNemar p={p_value:.3f} > {policy.per_class_alpha})"
             )
     if ok:
         reasons.insert(0, f"overall {champion.accuracy:.1%} -> {challenger.accuracy:.1%} within the margins")

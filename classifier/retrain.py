@@ -68,12 +68,14 @@ class RetrainSettings(ClassifierSettings, DatabaseSettings):
     REVIEW_AGREEMENT_USERS: distinct users who must agree on an image's label (>= 2, default 3).
     PROMOTION_OVERALL_MARGIN / PROMOTION_PER_CLASS_MARGIN: accuracy fractions the challenger may lose
     overall / on one class (defaults 0.01 / 0.05); PROMOTION_PER_CLASS_MIN_IMAGES: a class drop of this
-    many images or fewer never blocks (default 1). FEEDBACK_HOLDOUT_PERCENT: share of feedback images held
-    back for
-    evaluation (0-50, default 20). NEW_CLASS_MIN_IMAGES: feedback training images an admin-added equipment
-    type needs before it becomes a class (default 10). TRAINING_DATA_DIR: the base data set (a folder with
-    MANIFEST.tsv, or folder-per-class); default: the one recorded in the champion. SYNTH_TOPUP: top up thin
-    classes with synthetic images (needs SYNTH_FOREGROUNDS_DIR and SYNTH_BACKGROUNDS_DIR).
+    many images or fewer never blocks (default 1); PROMOTION_PER_CLASS_ALPHA: nor does a drop that an exact
+    McNemar test does not find significant at this level (default 0.05; 1.0 = margins only).
+    FEEDBACK_HOLDOUT_PERCENT: share of feedback images held back for evaluation (0-50, default 20).
+    NEW_CLASS_MIN_IMAGES: feedback training images an admin-added equipment type needs before it becomes a
+    class (default 10). TRAINING_DATA_DIR: the base data set (a folder with MANIFEST.tsv, or
+    folder-per-class); default: the one recorded in the champion. SYNTH_TOPUP: top up thin classes with
+    synthetic images (needs SYNTH_FOREGROUNDS_DIR and SYNTH_BACKGROUNDS_DIR). BOTTLENECK_CACHE_DIR: feature
+    cache (default DATA_DIR/cache, shared with ``python -m classifier train``).
     """
 
     model_config = SettingsConfigDict(env_file=".env", extra="ignore")
@@ -83,6 +85,7 @@ class RetrainSettings(ClassifierSettings, DatabaseSettings):
     promotion_overall_margin: float = Field(default=0.01, ge=0.0, le=1.0)
     promotion_per_class_margin: float = Field(default=0.05, ge=0.0, le=1.0)
     promotion_per_class_min_images: int = Field(default=1, ge=0)
+    promotion_per_class_alpha: float = Field(default=0.05, gt=0.0, le=1.0)
     feedback_holdout_percent: int = Field(default=20, ge=0, le=50)
     new_class_min_images: int = Field(default=10, ge=1)
     training_data_dir: Path | None = None
@@ -717,6 +720,7 @@ def _run_locked(
             settings.promotion_overall_margin,
             settings.promotion_per_class_margin,
             settings.promotion_per_class_min_images,
+            settings.promotion_per_class_alpha,
         )
         decision = decide(champ_scores, chall_scores, policy, champion_labels=champ_labels)
         lap("evaluate", t0)

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from classifier.promotion import PromotionPolicy, Scores, decide, score_predictions, scores_from_mapping
+from classifier.promotion import (
+    PromotionPolicy,
+    Scores,
+    decide,
+    score_predictions,
+    scores_from_mapping,
+    sign_test_p,
+)
 
 
 def _scores(per_class_correct: dict[str, tuple[int, int]]) -> Scores:
@@ -34,8 +41,10 @@ POLICY = PromotionPolicy(overall_margin=0.01, per_class_margin=0.05, per_class_m
         ({"a": (50, 100), "b": (90, 100)}, {"a": (80, 100), "b": (80, 100)}, False),
         # thin class loses one of four photos (25 pp, 1 image): noise guard keeps it from blocking
         ({"a": (90, 100), "t": (4, 4)}, {"a": (92, 100), "t": (3, 4)}, True),
-        # thin class loses two of four photos -> reject
-        ({"a": (90, 100), "t": (4, 4)}, {"a": (95, 100), "t": (2, 4)}, False),
+        # thin class loses two of four photos: beyond both margins but not significant (McNemar p=0.25)
+        ({"a": (90, 100), "t": (4, 4)}, {"a": (95, 100), "t": (2, 4)}, True),
+        # a 48-photo class loses 7 (p=0.008): reject even though overall is better
+        ({"a": (50, 100), "t": (48, 48)}, {"a": (70, 100), "t": (41, 48)}, False),
     ],
 )
 def test_promotion_table(champion, challenger, promote):
@@ -91,3 +100,28 @@ def test_score_round_trip_and_validation():
         score_predictions(["a"], [])
     with pytest.raises(ValueError):
         PromotionPolicy(overall_margin=-0.1)
+
+
+def test_per_class_significance_is_paired_and_configurable():
+    champ = _scores({"a": (90, 100), "t": (9, 9)})
+    chall = _scores({"a": (92, 100), "t": (6, 9)})  # three of nine lost, none gained
+    decision = decide(champ, chall, POLICY)
+    assert decision.promote, decision.reasons
+    t = next(d for d in decision.deltas if d.label == "t")
+    assert (t.lost, t.gained) == (3, 0) and t.p_value == pytest.approx(0.125)
+    assert any("within noise" in r for r in decision.reasons)
+    strict = PromotionPolicy(per_class_alpha=1.0)  # no significance test: the margins alone decide
+    assert not decide(champ, chall, strict).promote
+    # read back from a summary (no per-image hits): the margins alone decide
+    summary_champ, summary_chall = scores_from_mapping(champ.to_dict()), scores_from_mapping(chall.to_dict())
+    assert not decide(summary_champ, summary_chall, POLICY).promote
+
+
+def test_sign_test():
+    assert sign_test_p(0, 0) == 1.0
+    assert sign_test_p(3, 0) == pytest.approx(0.125)
+    assert sign_test_p(7, 0) == pytest.approx(1 / 128)
+    assert sign_test_p(4, 1) == pytest.approx(6 / 32)
+    assert sign_test_p(0, 5) == 1.0
+    with pytest.raises(ValueError):
+        PromotionPolicy(per_class_alpha=0.0)
