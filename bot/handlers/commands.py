@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from pathlib import Path
 from typing import Any
 
 from telegram import Update
@@ -59,6 +60,16 @@ async def on_forget(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     await message.reply_text(texts.FORGET_CONFIRM, reply_markup=keyboards.forget_keyboard(user.id))
 
 
+def forget_feedback_copies(data_dir: Path, photo_paths: list[str]) -> int:
+    """Delete the retraining feedback set's copies (DATA_DIR/feedback/<class>/<sha256>.<ext>) of photos that
+    /forget removed, so they cannot train a later model (BLOCKING file I/O; no TensorFlow). Stored photo
+    files are named by their sha256, which is how the copies are found. Returns the number removed."""
+    from classifier.retrain import forget_feedback
+
+    hashes = {Path(path).stem for path in photo_paths}
+    return forget_feedback(data_dir, hashes) if hashes else 0
+
+
 async def on_forget_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """The /forget confirmation: only the user who asked can confirm; tampered data changes nothing."""
     query = update.callback_query
@@ -82,12 +93,16 @@ async def on_forget_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -
     for path in result.photo_paths_to_delete:
         if await asyncio.to_thread(services.photo_store.delete, path):
             deleted_files += 1
+    feedback_copies = await asyncio.to_thread(
+        forget_feedback_copies, services.settings.data_dir, result.photo_paths_to_delete
+    )
     log.info(
-        "Forgot user %s: %d predictions, %d corrections, %d photo files",
+        "Forgot user %s: %d predictions, %d corrections, %d photo files, %d feedback training copies",
         query.from_user.id,
         result.predictions_deleted,
         result.corrections_deleted,
         deleted_files,
+        feedback_copies,
     )
     await query.answer()
     await query.edit_message_text(

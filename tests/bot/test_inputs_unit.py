@@ -11,6 +11,7 @@ import pytest
 from PIL import Image
 from telegram import Chat, Document, Message, PhotoSize, Voice
 
+from bot.handlers.commands import forget_feedback_copies
 from bot.handlers.errors import NoticeLimiter
 from bot.inputs import choose_photo_size, exceeds_limit, image_source, media_kind
 from bot.photo_store import PhotoStore, sniff_extension
@@ -103,3 +104,15 @@ def test_notice_limiter_allows_one_notice_per_interval_and_counts_the_rest() -> 
     now[0] += 200
     assert limiter.allow() == (True, 2)
     assert limiter.allow() == (False, 0)
+
+
+def test_forget_removes_the_feedback_training_copies_of_forgotten_photos(tmp_path: Path) -> None:
+    gone, kept = "a" * 64, "b" * 64
+    feedback = tmp_path / "feedback" / "leg_press"
+    feedback.mkdir(parents=True)
+    for sha in (gone, kept):
+        (feedback / f"{sha}.jpg").write_bytes(encoded("JPEG"))
+    removed = forget_feedback_copies(tmp_path, [str(tmp_path / "photos" / f"{gone}.jpg")])
+    assert removed == 1
+    assert sorted(p.stem for p in feedback.iterdir()) == [kept]
+    assert forget_feedback_copies(tmp_path, []) == 0
