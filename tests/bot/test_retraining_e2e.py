@@ -175,3 +175,15 @@ async def test_rollback_and_versions_without_history(spotter: Spotter) -> None:
     user = server.new_user()
     server.send_text(user, "/rollback")
     await server.wait_for_text(user.id, "only spotter's admins")
+
+
+async def test_daily_job_runs_on_the_job_queue_and_tells_admins(spotter: Spotter, tmp_path: Path) -> None:
+    services = get_services(spotter.app)  # type: ignore[arg-type]
+    promoted = KEPT.replace('"promoted": false', '"promoted": true').replace('"kept"', '"promoted"')
+    services.state[jobs.RUNNER_KEY] = RetrainRunner(fake_pipeline(tmp_path, 0.0, promoted), None, timeout=30)
+    assert spotter.app is not None and spotter.app.job_queue is not None
+    (daily,) = spotter.app.job_queue.get_jobs_by_name(jobs.RETRAIN_JOB_NAME)
+    spotter.app.job_queue.run_once(daily.callback, 0)  # what the scheduler does at RETRAIN_TIME
+    told = await spotter.server.wait_for_text(spotter.admin.id, "promoted", timeout=20)
+    # the fake classifier cannot hot-swap: the admin is told the bot loads the model on restart
+    assert "v0002 promoted" in told.text and "on restart" in told.text
