@@ -262,7 +262,7 @@ def list_versions(models_dir: Path) -> list[VersionLine]:
         if info:
             verdict = "promoted" if info.get("promoted") else "not promoted"
             note = f"retrain, {info.get('corrections_used', 0)} corrections, {verdict}"
-        created = str(metrics.get("created_at") or metrics.get("date") or info.get("created_at") or "")[:16]
+        created = str(metrics.get("created") or metrics.get("created_at") or "")[:16].replace("T", " ")
         lines.append(VersionLine(version, version == champion, _accuracy(metrics), created, note))
     return lines
 
