@@ -833,32 +833,37 @@ def recorded_extra_data(metrics: Mapping[str, Any]) -> tuple[list[LabelledImage]
 def synthetic_topup(
     settings: RetrainSettings, train: Sequence[LabelledImage], report: Callable[[str, str], None]
 ) -> list[LabelledImage]:
-    """Synthetic images for thin classes by the synth package's top-up rule (issue 5), generated into
-    DATA_DIR/synthetic. Returns the extra training items (empty when synth is not configured)."""
+    """Synthetic images for thin classes by the synth package's measured top-up rule
+    (`synth.topup.topup_count` of the class's real + feedback training photos; issue 5), generated with
+    `synth.generate.generate` from SYNTH_FOREGROUNDS_DIR/<class> onto SYNTH_BACKGROUNDS_DIR into
+    DATA_DIR/synthetic/<class>. Returns the extra training items (empty when synth is not configured; a class
+    whose foregrounds cannot be used is skipped with a progress message)."""
     fg, bg = settings.synth_foregrounds_dir, settings.synth_backgrounds_dir
     if fg is None or bg is None or not fg.is_dir() or not bg.is_dir():
         report("synth", "synthetic top-up skipped: SYNTH_FOREGROUNDS_DIR / SYNTH_BACKGROUNDS_DIR not set")
         return []
     try:
         topup: Any = importlib.import_module("synth.topup")
+        generate: Any = importlib.import_module("synth.generate").generate
     except ImportError:
         report("synth", "synthetic top-up skipped: synth.topup is not available")
         return []
     from classifier.dataset import class_counts, scan_folder_dataset
 
-    counts = class_counts(train)
-    wanted = {label: int(topup.topup_count(n)) for label, n in counts.items()}
+    counts = class_counts([it for it in train if it.kind in ("real", "feedback")])
+    wanted = {label: int(topup.topup_count(n)) for label, n in counts.items() if label != OTHER_LABEL}
     wanted = {k: v for k, v in wanted.items() if v > 0 and (fg / k).is_dir()}
-    if not wanted:
-        return []
     out = settings.data_dir / "synthetic"
     extra: list[LabelledImage] = []
     for label, n in sorted(wanted.items()):
-        from synth.generate import generate
-
-        generate(fg, bg, out / label, seed=0, per_class=n, classes=[label], progress=False)
-        extra += [it for it in scan_folder_dataset(out / label, "train", "synthetic") if it.label == label]
-    report("synth", f"synthetic top-up: {len(extra)} images for {', '.join(sorted(wanted))}")
+        try:
+            generate(fg, bg, out / label, seed=0, per_class=n, classes=[label], progress=False)
+        except (ValueError, OSError) as exc:
+            report("synth", f"synthetic top-up of {label} skipped: {exc}")
+            continue
+        made = [it for it in scan_folder_dataset(out / label, "train", "synthetic") if it.label == label]
+        extra += made
+        report("synth", f"synthetic top-up: {len(made)} images for {label} ({counts[label]} real)")
     return extra
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 import pytest
 from sqlalchemy import select
@@ -135,3 +136,36 @@ def test_cli_progress_json_protocol(retrain_env: RetrainEnv, monkeypatch, capsys
     assert lines[0]["event"] == "progress" and lines[-1]["event"] == "result"
     assert lines[-1]["version"] == "v0002" and lines[-1]["corrections_used"] == 1
     assert sys.executable  # the bot runs exactly this module with this interpreter
+
+
+def _white_background_shots(folder: Path, colour: tuple[int, int, int], n: int) -> None:
+    from PIL import Image, ImageDraw
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        image = Image.new("RGB", (96, 96), (255, 255, 255))
+        ImageDraw.Draw(image).rectangle((20 + i, 25, 70, 75 - i), fill=colour)
+        image.save(folder / f"shot_{i}.png")
+
+
+def test_thin_classes_are_topped_up_with_synthetic_images(retrain_env: RetrainEnv, tmp_path: Path):
+    from PIL import Image
+
+    fg, bg = tmp_path / "fg", tmp_path / "bg"
+    _white_background_shots(fg / "blue_thing", (30, 40, 220), 5)
+    bg.mkdir()
+    for i in range(3):
+        Image.new("RGB", (160, 120), (90 + 20 * i, 90, 80)).save(bg / f"gym_{i}.jpg")
+    settings = retrain_env.settings.model_copy(
+        update={"synth_topup": True, "synth_foregrounds_dir": fg, "synth_backgrounds_dir": bg}
+    )
+    retrain_env.correct(ADMIN_ID, "blue_thing", "blue_thing", seed=700, is_admin=True)
+    events: list[str] = []
+    result = run_pipeline(settings, lambda stage, msg: events.append(msg))
+    synthetic = sorted((settings.data_dir / "synthetic" / "blue_thing" / "blue_thing").glob("*.jpg"))
+    # synth's measured rule for a thin class: eight synthetic images per real (or feedback) training photo
+    (message,) = [e for e in events if e.startswith("synthetic top-up") and "blue_thing" in e]
+    n_real = int(message.rsplit("(", 1)[1].split()[0])
+    assert len(synthetic) == 8 * n_real and f"{len(synthetic)} images" in message
+    metrics = Registry(settings.models_dir).read_json(str(result.version), "metrics.json")
+    assert metrics["train_counts"]["blue_thing"] == n_real + len(synthetic)
