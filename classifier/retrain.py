@@ -598,6 +598,12 @@ def _run_locked(
     champ_cfg = read_version_config(champ_dir)
     champ_metrics = registry.read_json(champion, "metrics.json")
     champ_labels = [o for o in champ_cfg["outputs"] if o != OTHER_LABEL]
+    if champ_cfg.get("kind") != "vgg16_head":
+        return RetrainResult(
+            "nothing_to_do",
+            champion_version=champion,
+            reason=f"champion {champion} is a {champ_cfg.get('kind')!r} model; only VGG16 heads retrain",
+        )
 
     # 1-2. review rule, collect
     t0 = time.perf_counter()
