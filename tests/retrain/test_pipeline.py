@@ -169,3 +169,53 @@ def test_thin_classes_are_topped_up_with_synthetic_images(retrain_env: RetrainEn
     assert len(synthetic) == 8 * n_real and f"{len(synthetic)} images" in message
     metrics = Registry(settings.models_dir).read_json(str(result.version), "metrics.json")
     assert metrics["train_counts"]["blue_thing"] == n_real + len(synthetic)
+
+
+@pytest.mark.parametrize("kill_after", ["export", "train"])
+def test_killed_process_leaves_a_readable_registry_and_the_next_run_recovers(
+    retrain_env: RetrainEnv, kill_after: str
+):
+    """SIGKILL the real `python -m classifier.retrain` process right after a stage reports progress."""
+    import os
+    import signal
+    import subprocess
+
+    for s in range(6):
+        retrain_env.correct(ADMIN_ID, "green_thing", "green_thing", seed=800 + s, is_admin=True)
+    st = retrain_env.settings
+    env = {
+        **os.environ,
+        "DATABASE_URL": st.resolved_database_url(),
+        "ADMIN_USER_IDS": str(ADMIN_ID),
+        "TRAINING_DATA_DIR": str(st.training_data_dir),
+        "MODELS_DIR": str(st.models_dir),
+        "DATA_DIR": str(st.data_dir),
+        "VGG16_WEIGHTS": str(st.vgg16_weights),
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "classifier.retrain", "--progress-json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        env=env,
+        text=True,
+    )
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        if json.loads(line).get("stage") == kill_after:
+            os.kill(proc.pid, signal.SIGKILL)
+            break
+    proc.wait(timeout=60)
+    assert proc.returncode == -signal.SIGKILL
+    registry = Registry(st.models_dir)
+    # whatever the exact moment: the registry lists only complete versions and its champion is one of them
+    assert registry.champion() in registry.versions() and registry.versions()[0] == "v0001"
+    for version in registry.versions():
+        assert registry.labels(version) and registry.read_json(version, "metrics.json")
+    if kill_after == "export":  # killed long before anything is written (training takes seconds)
+        assert registry.champion() == "v0001" and registry.versions() == ["v0001"]
+        assert all(c.trained_in_version_id is None for c in _corrections(retrain_env))
+    # the lock died with the process; the next run finishes the job without exporting anything twice
+    result = run_pipeline(st)
+    marked = [c for c in _corrections(retrain_env) if c.trained_in_version_id is not None]
+    assert len(marked) == 6 and registry.versions()[-1] in ("v0002", "v0003")
+    assert result.exported == 0  # the killed run had already exported them; nothing is written twice
