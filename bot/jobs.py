@@ -259,6 +259,23 @@ def _pct(value: Any) -> str:
     return f"{float(value):.1%}" if isinstance(value, int | float) else "n/a"
 
 
+def _class_changes(per_class: Any, limit: int = 4) -> list[str]:
+    """``label a% -> b%`` for the classes whose recall moved most (at least 5 points), biggest first."""
+    if not isinstance(per_class, dict):
+        return []
+    moves: list[tuple[float, str]] = []
+    for label, values in per_class.items():
+        if (
+            isinstance(values, list)
+            and len(values) >= 2
+            and all(isinstance(v, int | float) for v in values[:2])
+        ):
+            before, after = float(values[0]), float(values[1])
+            if abs(after - before) >= 0.05:
+                moves.append((abs(after - before), f"{label} {before:.0%} -> {after:.0%}"))
+    return [text for _, text in sorted(moves, reverse=True)[:limit]]
+
+
 def format_outcome(outcome: RetrainOutcome) -> str:
     """A short plain-text report for admins: status, corrections used, before/after accuracy, timing."""
     r = outcome.result or {}
@@ -284,6 +301,9 @@ def format_outcome(outcome: RetrainOutcome) -> str:
         )
         for reason in list(r.get("reasons") or [])[:6]:
             lines.append(f"- {reason}")
+        changed = _class_changes(r.get("per_class"))
+        if changed:
+            lines.append("Biggest per-class changes: " + ", ".join(changed))
     lines.append(
         f"Corrections: {r.get('corrections_used', 0)} used, "
         f"{r.get('corrections_pending', 0)} waiting for /review."

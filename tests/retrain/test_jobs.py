@@ -21,7 +21,9 @@ from bot.services import Services
 RESULT = (
     '{"event": "result", "promoted": true, "version": "v0002", "champion_version": "v0001", '
     '"champion_accuracy": 0.8, "challenger_accuracy": 0.9, "eval_images": 10, "corrections_used": 3, '
-    '"corrections_pending": 1, "reasons": ["overall 80.0% -> 90.0% within the margins"]}'
+    '"corrections_pending": 1, "reasons": ["overall 80.0% -> 90.0% within the margins"], '
+    '"per_class": {"smith_machine": [0.36, 0.87, 87], "treadmill": [1.0, 0.98, 48], '
+    '"new_thing": [null, 0.5, 4]}}'
 )
 
 
@@ -59,6 +61,7 @@ async def test_runner_relays_progress_and_result(tmp_path):
     assert outcome.result is not None and outcome.result["version"] == "v0002"
     text = format_outcome(outcome)
     assert "80.0% -> v0002 90.0%" in text and "promoted" in text
+    assert "smith_machine 36% -> 87%" in text and "treadmill" not in text  # only moves of 5 points or more
 
 
 async def test_never_two_runs_at_once(tmp_path):
