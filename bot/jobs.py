@@ -30,6 +30,7 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 from telegram.constants import ParseMode
@@ -41,6 +42,7 @@ from bot.services import Services, get_services
 log = logging.getLogger(__name__)
 
 RETRAIN_JOB_NAME = "spotter.retrain.daily"
+REPO_ROOT = Path(__file__).resolve().parents[1]
 RUNNER_KEY = "retrain.runner"
 KILL_GRACE_SECONDS = 5.0
 
@@ -129,6 +131,7 @@ class RetrainRunner:
                 stderr=asyncio.subprocess.PIPE,
                 stdin=asyncio.subprocess.DEVNULL,
                 env=self.env,
+                cwd=REPO_ROOT,  # `python -m classifier.retrain` resolves from the repository root
                 start_new_session=True,
             )
         except OSError as exc:
