@@ -91,6 +91,9 @@ def retrain_env(services: Services) -> dict[str, str]:
             "ADMIN_USER_IDS": ",".join(str(i) for i in sorted(s.admin_user_ids)),
             "REVIEW_AGREEMENT_USERS": str(s.review_agreement_users),
             "PYTHONUNBUFFERED": "1",
+            # `python -m classifier.retrain` must resolve whatever the bot's working directory is (relative
+            # DATA_DIR / MODELS_DIR keep meaning the same thing because the child inherits that directory)
+            "PYTHONPATH": os.pathsep.join(p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH", "")) if p),
         }
     )
     return env
@@ -131,7 +134,6 @@ class RetrainRunner:
                 stderr=asyncio.subprocess.PIPE,
                 stdin=asyncio.subprocess.DEVNULL,
                 env=self.env,
-                cwd=REPO_ROOT,  # `python -m classifier.retrain` resolves from the repository root
                 start_new_session=True,
             )
         except OSError as exc:
