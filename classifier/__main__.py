@@ -95,12 +95,14 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(f"no training images found in {args.data}", file=sys.stderr)
         return 2
     config = TrainConfig(
-        head=HeadSpec(pooling=args.pooling, hidden=args.hidden, dropout=args.dropout),
+        head=HeadSpec(pooling=args.pooling, hidden=args.hidden, dropout=args.dropout, ensemble=args.ensemble),
         epochs=args.epochs,
         batch_size=args.batch_size,
         learning_rate=args.learning_rate,
         views=tuple(args.views.split(",")),
         tta=tuple(args.tta.split(",")),
+        thin_views=tuple(v for v in args.thin_views.split(",") if v),
+        thin_class_max=args.thin_class_max,
         other_class=not args.no_other,
         seed=args.seed,
     )
@@ -250,14 +252,15 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--ood", action="append", help="folder of not-equipment photos (repeatable)")
     t.add_argument("--val-fraction", type=float, default=0.15)
     t.add_argument("--pooling", choices=("gap", "gmp", "gapgmp", "flatten"), default="gap")
-    t.add_argument("--hidden", type=int, default=256)
+    t.add_argument("--hidden", type=int, default=512)
     t.add_argument("--dropout", type=float, default=0.5)
     t.add_argument("--epochs", type=int, default=30)
     t.add_argument("--batch-size", type=int, default=64)
     t.add_argument("--learning-rate", type=float, default=1e-3)
-    t.add_argument(
-        "--views", default="orig,flip", help="training feature views (orig, flip, aug1, aug2, ...)"
-    )
+    t.add_argument("--views", default="orig", help="training feature views (orig, flip, aug1, aug2, ...)")
+    t.add_argument("--thin-views", default="flip,aug1", help="extra views for thin classes")
+    t.add_argument("--thin-class-max", type=int, default=150, help="a class with <= this many images is thin")
+    t.add_argument("--ensemble", type=int, default=3, help="independently trained head branches, averaged")
     t.add_argument("--tta", default="orig,flip", help="test-time views (orig, flip)")
     t.add_argument("--input-size", type=int, default=224)
     t.add_argument("--no-other", action="store_true", help="no explicit __other__ class")

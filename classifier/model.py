@@ -191,7 +191,9 @@ class HeadSpec:
     """Architecture of the dense head on top of (S, S, 512) bottleneck features.
 
     pooling: see module docstring; hidden: units of the hidden Dense(relu) layer (0 = none); dropout: rate
-    before the output layer (and after pooling when ``input_dropout``); n_outputs: softmax width.
+    before the output layer (and after pooling when ``input_dropout``); n_outputs: softmax width;
+    ensemble: number of independently trained hidden+output branches on the shared pooling whose softmax
+    outputs are averaged (layers ``hidden_i``/``probs_i``; 1 = a single head with ``hidden``/``probs``).
     """
 
     pooling: Pooling = "gap"
@@ -199,6 +201,7 @@ class HeadSpec:
     dropout: float = 0.5
     n_outputs: int = 12
     input_dropout: float = 0.0
+    ensemble: int = 1
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -208,7 +211,7 @@ class HeadSpec:
         return cls(
             **{
                 k: data[k]
-                for k in ("pooling", "hidden", "dropout", "n_outputs", "input_dropout")
+                for k in ("pooling", "hidden", "dropout", "n_outputs", "input_dropout", "ensemble")
                 if k in data
             }
         )
@@ -235,11 +238,16 @@ def build_head(spec: HeadSpec, feature_shape: tuple[int, int, int]) -> keras.Mod
         raise ValueError(f"unknown pooling {spec.pooling!r}")
     if spec.input_dropout > 0:
         x = layers.Dropout(spec.input_dropout, name="input_dropout")(x)
-    if spec.hidden > 0:
-        x = layers.Dense(spec.hidden, activation="relu", name="hidden")(x)
-    if spec.dropout > 0:
-        x = layers.Dropout(spec.dropout, name="dropout")(x)
-    out = layers.Dense(spec.n_outputs, activation="softmax", name="probs")(x)
+    outs = []
+    for i in range(max(1, spec.ensemble)):
+        suffix = "" if spec.ensemble <= 1 else f"_{i}"
+        z = x
+        if spec.hidden > 0:
+            z = layers.Dense(spec.hidden, activation="relu", name=f"hidden{suffix}")(z)
+        if spec.dropout > 0:
+            z = layers.Dropout(spec.dropout, name=f"dropout{suffix}")(z)
+        outs.append(layers.Dense(spec.n_outputs, activation="softmax", name=f"probs{suffix}")(z))
+    out = outs[0] if len(outs) == 1 else layers.Average(name="probs")(outs)
     return keras.Model(inp, out, name="head")
 
 

@@ -168,6 +168,9 @@ class Registry:
         """
         self.models_dir.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=".incoming-", dir=self.models_dir))
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it 0700; versions are shared read-only data
         try:
             write(tmp)
             missing = [f for f in REQUIRED_FILES if not (tmp / f).is_file()]

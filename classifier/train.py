@@ -6,6 +6,8 @@ Reusable API (the retraining pipeline and the synthetic-data experiments call th
   bottleneck features for every view in ``config.views`` (training) and ``config.tta`` (evaluation), trains
   a head with `train_head`, evaluates on ``val`` (`classifier.evaluate.evaluate`, TTA-averaged), fits the
   decision rule on ``val`` + the OOD photos held out from training (`fit_decision_rule`); returns all that.
+  Classes with at most ``config.thin_class_max`` training images also train on the augmented views
+  ``config.thin_views`` (oversampling thin classes with real augmentations, not copies).
   ``train``/``val`` are `LabelledImage` lists (equipment labels), ``ood`` photos labelled ``__other__``: a
   share ``config.ood_holdout`` is held out (by file-name hash) for fitting/measuring the decision, the rest
   trains the explicit ``__other__`` output when ``config.other_class``.
@@ -63,12 +65,14 @@ log = logging.getLogger(__name__)
 class TrainConfig:
     """Hyper-parameters (defaults = what won the measurements reported in README ``## Classifier``)."""
 
-    head: HeadSpec = field(default_factory=HeadSpec)
+    head: HeadSpec = field(default_factory=lambda: HeadSpec(hidden=512, ensemble=3))
     epochs: int = 30
     batch_size: int = 64
     learning_rate: float = 1e-3
-    views: tuple[str, ...] = ("orig", "flip")
+    views: tuple[str, ...] = ("orig",)
     tta: tuple[str, ...] = ("orig", "flip")
+    thin_views: tuple[str, ...] = ("flip", "aug1")
+    thin_class_max: int = 150
     class_weight_power: float = 0.5
     other_class: bool = True
     ood_holdout: float = 0.4
@@ -80,6 +84,7 @@ class TrainConfig:
         d = asdict(self)
         d["views"] = list(self.views)
         d["tta"] = list(self.tta)
+        d["thin_views"] = list(self.thin_views)
         return d
 
 
@@ -125,10 +130,25 @@ def train_head(
     config: TrainConfig,
     progress: bool = True,
 ) -> keras.Model:
-    """Fit a head on bottleneck features x (N, h, w, C) with int labels y (N,) in [0, n_outputs)."""
+    """Fit a head on bottleneck features x (N, h, w, C) with int labels y (N,) in [0, n_outputs).
+
+    With ``spec.ensemble`` = k > 1, k single heads are trained with seeds ``config.seed + i`` and their
+    weights copied into the branches of one averaged head (`classifier.model.build_head`)."""
     import keras
 
     from classifier.model import build_head
+
+    if spec.ensemble > 1:
+        shape = (int(x.shape[1]), int(x.shape[2]), int(x.shape[3]))
+        combined = build_head(replace(spec, n_outputs=n_outputs), shape)
+        for i in range(spec.ensemble):
+            member = train_head(
+                x, y, n_outputs, replace(spec, ensemble=1), replace(config, seed=config.seed + i), progress
+            )
+            for name in ("hidden", "probs"):
+                if any(layer.name == name for layer in member.layers):
+                    combined.get_layer(f"{name}_{i}").set_weights(member.get_layer(name).get_weights())
+        return combined
 
     keras.utils.set_random_seed(config.seed)
     shape = (int(x.shape[1]), int(x.shape[2]), int(x.shape[3]))
@@ -217,11 +237,16 @@ def fit_version(
 
     xs, ys = [], []
     failed: dict[str, str] = {}
-    for view in config.views:
-        feats, idx, f = _features(train_items, backbone, cache_dir, view, progress)
+    counts = class_counts(train_items)
+    thin = [it for it in train_items if counts[it.label] <= config.thin_class_max and it.label != OTHER_LABEL]
+    jobs = [(view, train_items) for view in config.views] + [(view, thin) for view in config.thin_views]
+    for view, view_items in jobs:
+        if not view_items:
+            continue
+        feats, idx, f = _features(view_items, backbone, cache_dir, view, progress)
         failed.update(f)
         xs.append(feats)
-        ys.append(np.array([index_of[train_items[i].label] for i in idx], dtype=np.int64))
+        ys.append(np.array([index_of[view_items[i].label] for i in idx], dtype=np.int64))
     if not xs or sum(len(x) for x in xs) == 0:
         raise ValueError("no readable training images")
     x = np.concatenate(xs)

@@ -1,0 +1,42 @@
+"""The shipped champion under models/ classifies real validation photos with the shared VGG16 weights."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+
+from classifier.registry import Registry
+
+ROOT = Path(__file__).resolve().parents[2]
+#: One validation photo per class: the first ``val`` row of each class in MANIFEST.tsv.
+CLASSES = ("bench_press", "leg_press", "power_rack", "treadmill", "dumbbell", "smith_machine")
+
+
+@pytest.mark.real_data
+@pytest.mark.slow
+def test_shipped_champion_classifies_real_photos(shared_data: Path, shared_weights: Path) -> None:
+    from classifier.predictor import Predictor
+
+    registry = Registry(ROOT / "models")
+    champion = registry.champion()
+    assert champion is not None, "models/ must ship a champion"
+    predictor = Predictor.load(registry.version_dir(champion), str(shared_weights))
+    assert len(predictor.labels) == 12
+    picked: dict[str, Path] = {}
+    with (shared_data / "MANIFEST.tsv").open(newline="") as fh:
+        for row in csv.DictReader(fh, delimiter="\t"):
+            if row["kind"] == "real" and row["suggested_split"] == "val" and row["class"] in CLASSES:
+                picked.setdefault(row["class"], shared_data / row["path"])
+    results = {label: predictor.classify_bytes(path.read_bytes()) for label, path in picked.items()}
+    correct = [label for label, p in results.items() if p.label == label]
+    assert len(correct) >= len(CLASSES) - 1, {k: (p.label, p.confidence) for k, p in results.items()}
+    assert all(p.model_version == champion for p in results.values())
+    # A clearly non-gym image (flat colour) must not be answered confidently.
+    from PIL import Image
+
+    from tests.classifier.helpers import encode
+
+    blank = predictor.classify_bytes(encode(Image.new("RGB", (300, 300), (90, 160, 220))))
+    assert blank.decision != "confident"
