@@ -67,6 +67,11 @@ def held_out_photos(shared_data: Path) -> list[tuple[str, Path]]:
     return [(label, chosen[label]) for label in REAL_CLASSES if label in chosen]
 
 
+def not_gym_photos(shared_data: Path, count: int) -> list[Path]:
+    """The first ``count`` (by path) everyday photos of ../shared/data/ood/not_gym."""
+    return sorted((shared_data / "ood" / "not_gym").iterdir())[:count]
+
+
 @pytest.fixture
 async def real_spotter(
     server: FakeTelegramServer,
@@ -127,6 +132,26 @@ async def test_real_model_names_real_photos_through_the_whole_bot(
         )
     # The shipped model is well above 90% on real held-out photos; 2 of 4 is a loose, non-flaky floor.
     assert correct >= 2, f"only {correct} of {len(photos)} held-out photos named correctly"
+
+    # Everyday photos that are not gym equipment: the bot must not claim a machine (the shipped model
+    # rejects ~96% of out-of-distribution photos; 2 of 3 is a loose floor).
+    claimed = 0
+    for index, path in enumerate(not_gym_photos(shared_data, 3)):
+        user = server.new_user(f"Ood{index}")
+        server.send_photo(user, path.read_bytes())
+        reply = await server.wait_for_text(user.id, "", timeout=30)
+        (row,) = spotter.predictions(user.id)
+        claimed += row.decision == "confident"
+        print(f"  {path.name[:60]}: not gym, bot said {row.label} ({row.confidence:.2f}, {row.decision})")
+        if row.decision == "not_equipment":
+            assert names[row.label] not in reply.text
+    assert claimed <= 1, f"{claimed} of 3 non-gym photos were named as equipment"
+
+    # /model shows the shipped champion's metrics and its confusion-matrix PNG.
+    server.send_text(spotter.admin, "/model")
+    shown = await server.wait_for("sendPhoto", lambda c: c.params["chat_id"] == spotter.admin.id, timeout=10)
+    assert champion is not None and champion in shown.text
+    assert shown.files["photo"].data.startswith(b"\x89PNG")
 
     # Every image mode Pillow opens goes through the REAL preprocessing (EXIF, alpha, CMYK, 16-bit, palette,
     # grayscale, WEBP) sent as a file, and gets an answer with buttons, never "couldn't read" or an error.
