@@ -432,9 +432,9 @@ def champion_recipe(metrics: Mapping[str, Any]) -> Any:
     kwargs: dict[str, Any] = {k: v for k, v in raw.items() if k in known}
     if isinstance(kwargs.get("head"), dict):
         kwargs["head"] = HeadSpec.from_json(kwargs["head"])
-    for key in ("views", "tta"):
-        if key in kwargs:
-            kwargs[key] = tuple(kwargs[key])
+    for key, value in list(kwargs.items()):
+        if isinstance(value, list):  # views, tta, thin_views...: tuples in the frozen dataclass
+            kwargs[key] = tuple(value)
     return TrainConfig(**kwargs)
 
 
@@ -491,7 +491,7 @@ def load_head(version_dir: Path, feature_shape: tuple[int, int, int]) -> tuple[A
 class RetrainResult:
     """Outcome of one run (printed as the last JSON line with ``--progress-json``).
 
-    status: nothing_to_do | promoted | kept | busy; version: the challenger written (None if none);
+    status: nothing_to_do | promoted | kept | busy | dry_run; version: the challenger written (None if none);
     champion_version: the champion it was compared with; *_accuracy: overall top-1 of both on the same
     evaluation set of ``eval_images`` photos; reasons: the promotion rule's reasons; per_class: {label:
     [champion recall, challenger recall, support]}; corrections_used: corrections that entered the
@@ -744,9 +744,10 @@ def _run_locked(
             f"challenger {chall_scores.accuracy:.1%} -> {'promote' if decision.promote else 'keep champion'}",
         )
         if dry_run:
-            result.status = "promoted" if decision.promote else "kept"
-            result.promoted = False
-            result.reason = "dry run: nothing written"
+            result.status = "dry_run"
+            result.reason = (
+                f"dry run, nothing written; would {'promote' if decision.promote else 'keep the champion'}"
+            )
             return result
 
         # 8. write atomically, mark corrections, promote
