@@ -32,6 +32,16 @@ def test_no_corrections_nothing_to_do(retrain_env: RetrainEnv):
     assert Registry(retrain_env.settings.models_dir).versions() == before
 
 
+def test_dry_run_trains_and_scores_but_writes_nothing(retrain_env: RetrainEnv):
+    retrain_env.correct(ADMIN_ID, "blue_thing", "blue_thing", seed=950, is_admin=True)
+    result = run_pipeline(retrain_env.settings, force=True, dry_run=True)
+    assert result.status == "dry_run" and result.version is None and result.eval_images > 0
+    assert result.champion_accuracy is not None and result.challenger_accuracy is not None
+    assert Registry(retrain_env.settings.models_dir).versions() == ["v0001"]
+    assert all(c.trained_in_version_id is None for c in _corrections(retrain_env))
+    assert not (retrain_env.data_dir / "feedback").exists()
+
+
 def test_one_non_admin_user_cannot_train_the_model(retrain_env: RetrainEnv):
     # one user says, again and again, that red things are green: nothing is approved, nothing trains
     for seed in range(6):
