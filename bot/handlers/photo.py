@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -86,6 +87,7 @@ async def classify_message(message: Message, context: ContextTypes.DEFAULT_TYPE)
         await message.reply_chat_action(ChatAction.TYPING)
     except TelegramError as error:
         log.debug("Chat action failed: %s", error)
+    started = time.monotonic()
     try:
         image = await download_image(context, source.file_id, services)
     except FileTooBigError:
@@ -94,6 +96,7 @@ async def classify_message(message: Message, context: ContextTypes.DEFAULT_TYPE)
     except DownloadError as error:
         log.warning("Giving up downloading a photo from chat %s: %s", message.chat_id, error)
         return PhotoOutcome(message.message_id, problem=texts.DOWNLOAD_FAILED)
+    downloaded = time.monotonic()
     try:
         async with asyncio.timeout(settings.classify_timeout_seconds):
             prediction = await services.classifier.classify(image)
@@ -103,6 +106,7 @@ async def classify_message(message: Message, context: ContextTypes.DEFAULT_TYPE)
     except ClassifierNotReadyError as error:
         log.error("Classifier not ready: %s", error)
         return PhotoOutcome(message.message_id, problem=texts.CLASSIFIER_UNAVAILABLE)
+    classified = time.monotonic()
     stored = await asyncio.to_thread(services.photo_store.save, image)
     user = message.from_user
     recorded = await asyncio.to_thread(
@@ -118,14 +122,19 @@ async def classify_message(message: Message, context: ContextTypes.DEFAULT_TYPE)
         max_tutorials=settings.max_tutorials,
     )
     log.info(
-        "Photo %s from chat %s: %s %.2f %s (model %s, prediction %d)",
+        "Photo %s (%d bytes) from chat %s: %s %.2f %s (model %s, prediction %d); download %.0f ms, "
+        "classify %.0f ms, store + record %.0f ms",
         stored.sha256[:12],
+        len(image),
         message.chat_id,
         prediction.label,
         prediction.confidence,
         prediction.decision,
         prediction.model_version,
         recorded.prediction_id,
+        (downloaded - started) * 1000,
+        (classified - downloaded) * 1000,
+        (time.monotonic() - classified) * 1000,
     )
     return PhotoOutcome(message.message_id, prediction=prediction, recorded=recorded)
 
