@@ -35,7 +35,7 @@ from db.models import (
 from db.youtube import VIDEO_ID_RE
 
 DEFAULT_SEED_PATH = Path(__file__).resolve().parent / "catalog.toml"
-SLUG_RE = re.compile(r"^[a-z][a-z0-9_]{1,63}$")
+SLUG_RE = re.compile(r"^[a-z][a-z0-9_]{1,63}\Z")
 
 
 class SeedError(ValueError):

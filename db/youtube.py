@@ -19,7 +19,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 log = logging.getLogger(__name__)
 
-VIDEO_ID_RE = re.compile(r"^[A-Za-z0-9_-]{11}$")
+VIDEO_ID_RE = re.compile(r"^[A-Za-z0-9_-]{11}\Z")
 """A YouTube video id: 11 characters from the URL-safe base64 alphabet."""
 
 MAX_IDS_PER_CALL = 50

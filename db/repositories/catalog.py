@@ -57,7 +57,7 @@ def get_equipment(session: Session, slug: str) -> Equipment | None:
     return session.scalar(select(Equipment).where(Equipment.slug == slug))
 
 
-_SLUG_RE = re.compile(r"^[a-z][a-z0-9_]{1,63}$")
+_SLUG_RE = re.compile(r"^[a-z][a-z0-9_]{1,63}\Z")
 
 
 def add_equipment(

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from db.errors import CorrectionLockedError, NotFoundError, NotYourPredictionError
 from db.models import DECISIONS, FEEDBACK_CONFIRMED, Correction, Prediction, User, utcnow
 
-_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_SHA256 = re.compile(r"^[0-9a-f]{64}\Z")
 
 
 def record_prediction(
