@@ -23,6 +23,8 @@ from db.errors import NotFoundError
 log = logging.getLogger(__name__)
 
 NO_PREVIEW = LinkPreviewOptions(is_disabled=True)
+MAX_DATABASE_ID = 2**63 - 1
+"""Largest id a database row can have (SQLite and PostgreSQL BIGINT); larger numbers name no tutorial."""
 Handler = Callable[[Update, ContextTypes.DEFAULT_TYPE], Coroutine[Any, Any, None]]
 
 
@@ -93,9 +95,13 @@ async def on_removevideo(update: Update, context: ContextTypes.DEFAULT_TYPE) -> 
         await message.reply_text(texts.REMOVEVIDEO_USAGE)
         return
     reference = context.args[0]
-    if reference.lstrip("#").isdigit():
-        youtube_id = await asyncio.to_thread(
-            data.tutorial_youtube_id, services.session_factory, int(reference.lstrip("#"))
+    number = reference.lstrip("#")
+    if number.isascii() and number.isdigit():  # str.isdigit() alone accepts "²", which int() refuses
+        tutorial_id = int(number)
+        youtube_id = (
+            await asyncio.to_thread(data.tutorial_youtube_id, services.session_factory, tutorial_id)
+            if tutorial_id <= MAX_DATABASE_ID
+            else None
         )
         if youtube_id is None:
             await message.reply_text(f"There is no tutorial #{escape(reference.lstrip('#'))}.")
