@@ -25,7 +25,7 @@ from pathlib import Path
 from sqlalchemy import Engine
 
 from db import repositories as repo
-from db.errors import DatabaseBehindError
+from db.errors import DatabaseBehindError, DatabaseUnavailableError
 from db.models import NOT_EQUIPMENT
 from db.refresh import refresh_videos
 from db.schema import ensure_schema_current, upgrade_to_head
@@ -69,10 +69,14 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _open(url: str) -> Engine | None:
-    engine = make_engine(url)
+    try:
+        engine = make_engine(url)
+    except DatabaseUnavailableError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return None
     try:
         ensure_schema_current(engine)
-    except DatabaseBehindError as exc:
+    except (DatabaseBehindError, DatabaseUnavailableError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         engine.dispose()
         return None

@@ -29,3 +29,8 @@ class DuplicateVideoError(SpotterDatabaseError):
 
 class CorrectionLockedError(SpotterDatabaseError):
     """The correction was already used to train a model version, so it can no longer change."""
+
+
+class DatabaseUnavailableError(SpotterDatabaseError):
+    """The database cannot be opened: malformed DATABASE_URL, missing driver, a file that is not a database or
+    cannot be created, a server that refuses the connection. The message names the URL without password."""

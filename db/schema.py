@@ -13,8 +13,9 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 
-from db.errors import DatabaseBehindError
+from db.errors import DatabaseBehindError, DatabaseUnavailableError
 from db.session import sqlite_file_path
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
@@ -50,7 +51,8 @@ def _safe_url(engine: Engine) -> str:
 
 
 def ensure_schema_current(engine: Engine) -> None:
-    """Raise DatabaseBehindError unless the database is exactly at head.
+    """Raise DatabaseBehindError unless the database is exactly at head (DatabaseUnavailableError when it
+    cannot be read at all: not a database file, permissions, server down).
 
     The message says what is wrong and which command fixes it, e.g. "Database sqlite:///data/spotter.sqlite3
     is behind the code (at 0001, code needs 0002). Run `alembic upgrade head` (DATABASE_URL=... if not the
@@ -62,7 +64,11 @@ def ensure_schema_current(engine: Engine) -> None:
     path = sqlite_file_path(where)
     if path is not None and not path.exists():  # do not create an empty file just by checking
         raise DatabaseBehindError(f"Database {where} does not exist yet (it is behind the code). {fix}")
-    current = set(current_revisions(engine))
+    try:
+        current = set(current_revisions(engine))
+    except DBAPIError as exc:  # not a database file, permissions, server down, bad credentials
+        reason = str(exc.orig).splitlines()[0] if exc.orig is not None else type(exc).__name__
+        raise DatabaseUnavailableError(f"Database {where} cannot be opened: {reason}") from None
     if current == heads:
         return
     if not current:

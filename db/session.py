@@ -21,7 +21,10 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 from sqlalchemy.orm import Session, sessionmaker
+
+from db.errors import DatabaseUnavailableError
 
 SQLITE_BUSY_TIMEOUT_S = 30.0
 
@@ -42,18 +45,27 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
 
     For a SQLite file the parent directory is created (``sqlite:///data/spotter.sqlite3`` -> ``data/``), and
     every connection runs ``PRAGMA foreign_keys=ON`` (and ``journal_mode=WAL`` for files). Raises
-    sqlalchemy.exc.ArgumentError for a malformed URL.
+    db.errors.DatabaseUnavailableError (one line, password hidden) for a malformed URL, an unknown dialect, a
+    missing driver or a SQLite folder that cannot be created.
     """
+    try:
+        parsed = make_url(url)
+    except ArgumentError as exc:
+        raise DatabaseUnavailableError(f"DATABASE_URL is not a valid SQLAlchemy URL: {exc}") from None
+    where = parsed.render_as_string(hide_password=True)
     path = sqlite_file_path(url)
     kwargs: dict[str, Any] = {"echo": echo}
-    is_sqlite = make_url(url).get_backend_name() == "sqlite"
-    if path is not None:
-        path.expanduser().parent.mkdir(parents=True, exist_ok=True)
-    if is_sqlite:
-        kwargs["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT_S}
-    else:
-        kwargs["pool_pre_ping"] = True
-    engine = create_engine(url, **kwargs)
+    is_sqlite = parsed.get_backend_name() == "sqlite"
+    try:
+        if path is not None:
+            path.expanduser().parent.mkdir(parents=True, exist_ok=True)
+        if is_sqlite:
+            kwargs["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT_S}
+        else:
+            kwargs["pool_pre_ping"] = True
+        engine = create_engine(url, **kwargs)
+    except (ArgumentError, ImportError, OSError) as exc:  # NoSuchModuleError is an ArgumentError
+        raise DatabaseUnavailableError(f"Database {where} cannot be used: {exc}") from None
     if is_sqlite:
         use_wal = path is not None
 

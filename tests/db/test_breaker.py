@@ -1,16 +1,26 @@
-"""Regression tests from the breaker review: validators must not accept a trailing newline.
+"""Regression tests from the breaker review.
+
+Validators must not accept a trailing newline.
 
 Python's ``$`` also matches just before a final ``\\n``, so ``re.match(r"^...$", "x\\n")`` succeeds; a link
 ending in ``%0A`` (decoded by the parser) yielded a 12-character "video id".
+An unusable database (bad URL, missing driver, not a database file)
+is one line for the operator, not a traceback.
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import pytest
 from sqlalchemy.orm import Session
 
 from db import repositories as repo
+from db.__main__ import main as db_main
+from db.errors import DatabaseUnavailableError
+from db.schema import ensure_schema_current
 from db.seed import SLUG_RE
+from db.session import make_engine
 from db.youtube import VIDEO_ID_RE, InvalidYouTubeLinkError, parse_video_id
 from tests.db.conftest import predict
 
@@ -54,3 +64,44 @@ def test_record_prediction_refuses_a_hash_with_a_trailing_newline(session: Sessi
             decision="unsure",
             top_k=[("leg_press", 0.5)],
         )
+
+
+def _garbage_sqlite(tmp_path: Path) -> str:
+    path = tmp_path / "not-a-db.sqlite3"
+    path.write_bytes(b"this is not a database, just text" * 100)
+    return f"sqlite:///{path}"
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("notaurl", "not a valid SQLAlchemy URL"),
+        ("foo://x/y", "foo://x/y cannot be used"),
+        ("mysql://user:hunter2@db.example/spotter", "cannot be used"),  # driver not installed
+        ("sqlite:////proc/spotter-breaker/x/db.sqlite3", "cannot be used"),  # folder cannot be created
+    ],
+)
+def test_make_engine_reports_unusable_urls_in_one_line(url: str, expected: str) -> None:
+    with pytest.raises(DatabaseUnavailableError) as info:
+        make_engine(url)
+    assert expected in str(info.value)
+    assert "\n" not in str(info.value) and "hunter2" not in str(info.value)
+
+
+def test_a_file_that_is_not_a_database_is_reported_not_raised_as_a_driver_error(tmp_path: Path) -> None:
+    engine = make_engine(_garbage_sqlite(tmp_path))
+    try:
+        with pytest.raises(DatabaseUnavailableError, match="cannot be opened: file is not a database"):
+            ensure_schema_current(engine)
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.parametrize("bad", ["foo://x/y", "notaurl", "garbage"])
+def test_db_cli_gives_one_line_for_an_unusable_database(
+    bad: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", _garbage_sqlite(tmp_path) if bad == "garbage" else bad)
+    assert db_main(["check"]) != 0
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "Traceback" not in err and len(err.splitlines()) == 1
