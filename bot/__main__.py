@@ -124,7 +124,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from classifier.registry import RegistryError
     from classifier.types import BackboneMismatchError
-    from db.errors import DatabaseBehindError
+    from db.errors import DatabaseBehindError, DatabaseUnavailableError
 
     try:
         log.info("Database: %s", check_database(settings))
@@ -134,7 +134,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             settings.models_dir,
             settings.vgg16_weights,
         )
-    except (DatabaseBehindError, RegistryError) as error:
+    except (DatabaseBehindError, DatabaseUnavailableError, RegistryError) as error:
         print(f"spotter: cannot start: {error}", file=sys.stderr)
         return EXIT_STARTUP
 
