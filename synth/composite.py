@@ -27,6 +27,9 @@ SHADOW_PROBABILITY = 0.6
 SHADOW_OPACITY_RANGE = (0.25, 0.55)
 #: Radius in output pixels (at 512 px; scaled with the output size) of the final blending Gaussian blur.
 BLUR_RANGE = (0.3, 1.1)
+#: Output side limits (px). Above the maximum, the canvases exceed Pillow's decompression-bomb limit.
+MIN_OUTPUT_SIZE = 32
+MAX_OUTPUT_SIZE = 4096
 
 
 @dataclass(frozen=True)
@@ -73,14 +76,15 @@ def sample_params(
     rng: the only source of randomness (same state -> same parameters).
     object_size: (width, height) in pixels of the cropped cut-out.
     background_sizes: (width, height) of each available background, in a stable order; one is picked.
-    size: side of the square output in pixels (>= 32).
+    size: side of the square output in pixels (32-4096).
     jitter / shadow: when False, brightness/contrast/saturation stay 1.0 / no shadow is drawn.
-    Raises ValueError for an empty background list, a non-positive object size or size < 32.
+    Raises ValueError for an empty background list, a non-positive object size or a size outside
+    32-4096.
     """
     if not background_sizes:
         raise ValueError("at least one background is needed")
-    if size < 32:
-        raise ValueError(f"output size must be at least 32 px, got {size}")
+    if not MIN_OUTPUT_SIZE <= size <= MAX_OUTPUT_SIZE:
+        raise ValueError(f"output size must be {MIN_OUTPUT_SIZE}-{MAX_OUTPUT_SIZE} px, got {size}")
     ow, oh = object_size
     if ow <= 0 or oh <= 0:
         raise ValueError(f"object size must be positive, got {object_size}")

@@ -22,7 +22,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from tqdm import tqdm
 
 from synth.alpha import EmptyForegroundError, MaskReport, cut_out, mask_report
-from synth.composite import compose, sample_params
+from synth.composite import MAX_OUTPUT_SIZE, MIN_OUTPUT_SIZE, compose, sample_params
 
 log = logging.getLogger(__name__)
 
@@ -250,14 +250,31 @@ def generate(
 
     Writes OUT/<class>/*.jpg (RGB, size x size, JPEG quality 92) and OUT/manifest.jsonl. Images listed in
     an existing manifest in OUT are replaced; other files there are left alone.
-    Raises FileNotFoundError for a missing input folder, ValueError for no backgrounds or bad counts.
+    Raises FileNotFoundError for a missing input folder, ValueError for no backgrounds, bad counts, a size
+    outside 32-4096 px, or a class in ``classes`` that is not a folder of `foregrounds_dir` (or `real_dir`),
+    all before anything in OUT is touched.
     """
     for folder in (foregrounds_dir, backgrounds_dir):
         if not folder.is_dir():
             raise FileNotFoundError(f"not a folder: {folder}")
     if real_dir is not None and not real_dir.is_dir():
         raise FileNotFoundError(f"not a folder: {real_dir}")
-    labels = list_classes(foregrounds_dir) if classes is None else sorted(classes)
+    if not MIN_OUTPUT_SIZE <= size <= MAX_OUTPUT_SIZE:
+        raise ValueError(f"output size must be {MIN_OUTPUT_SIZE}-{MAX_OUTPUT_SIZE} px, got {size}")
+    counts_per_foreground(0, per_foreground, per_class)  # validates the counts
+    available = list_classes(foregrounds_dir)
+    if classes is None:
+        labels = available
+    else:
+        labels = sorted(set(classes))
+        known = set(available) | (set(list_classes(real_dir)) if real_dir is not None else set())
+        unknown = [c for c in labels if c not in known]  # also refuses "../x": class names are folder names
+        if unknown:
+            raise ValueError(
+                f"unknown class(es) {', '.join(map(repr, unknown))}: not a folder of {foregrounds_dir}"
+                + (f" or {real_dir}" if real_dir is not None else "")
+                + f" (known: {', '.join(available) or 'none'})"
+            )
     bg_names, backgrounds = load_backgrounds(backgrounds_dir)
     bg_sizes = [im.size for im in backgrounds]
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,43 @@
+"""Regression tests from the breaker review: odd `generate` arguments are refused before OUT is touched."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from synth.__main__ import main
+from synth.generate import generate
+from tests.synth.helpers import write_inputs
+
+
+@pytest.mark.parametrize("classes", [["../escape"], ["alpha", "../../escape"], ["nosuchclass"], ["."]])
+def test_classes_must_be_class_folders(tmp_path: Path, classes: list[str]) -> None:
+    fg, bg = write_inputs(tmp_path)
+    out = tmp_path / "work" / "out"
+    with pytest.raises(ValueError, match="unknown class"):
+        generate(fg, bg, out, seed=0, per_foreground=1, size=40, classes=classes, progress=False)
+    assert not (tmp_path / "work" / "escape").exists() and not (tmp_path / "escape").exists()
+    assert not out.exists()
+
+
+def test_a_class_only_in_real_photos_is_allowed(tmp_path: Path) -> None:
+    fg, bg = write_inputs(tmp_path)
+    real = tmp_path / "real"
+    (real / "gamma").mkdir(parents=True)
+    report = generate(
+        fg, bg, tmp_path / "out", seed=0, per_foreground=1, size=40, classes=["gamma"], real_dir=real
+    )
+    assert [r.label for r in report.classes] == ["gamma"]
+
+
+@pytest.mark.parametrize("size", [20000, 0])
+def test_cli_refuses_output_sizes_out_of_range_in_one_line(
+    tmp_path: Path, size: int, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fg, bg = write_inputs(tmp_path)
+    out = tmp_path / "out"
+    args = ["generate", "--foregrounds", str(fg), "--backgrounds", str(bg), "--per-foreground", "1"]
+    assert main([*args, "--out", str(out), "--seed", "0", "--size", str(size), "--quiet"]) == 2
+    assert "output size must be 32-4096 px" in capsys.readouterr().err
+    assert not out.exists()
