@@ -23,6 +23,15 @@ from db.session import session_scope
 
 SessionFactory = sessionmaker[Session]
 
+MAX_SHOWN_TITLE_CHARS = 200
+"""Longest tutorial title or channel shown in a reply (longer ones end in "…"): three tutorials must fit
+Telegram's 4096-character message together with the rest of the answer."""
+
+
+def clip(text: str, limit: int = MAX_SHOWN_TITLE_CHARS) -> str:
+    """``text`` cut to at most ``limit`` characters, ending in "…" when it was cut."""
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
 
 def equipment_view(equipment: Equipment) -> EquipmentView:
     """A catalog row as a plain view."""
@@ -34,8 +43,8 @@ def tutorial_view(tutorial: Tutorial) -> TutorialView:
     return TutorialView(
         id=tutorial.id,
         video_id=tutorial.youtube_id,
-        title=tutorial.display_title,
-        channel=tutorial.channel or tutorial.presenter or "YouTube",
+        title=clip(tutorial.display_title),
+        channel=clip(tutorial.channel or tutorial.presenter or "YouTube"),
         url=tutorial.url,
     )
 
@@ -242,8 +251,8 @@ def list_videos(factory: SessionFactory, slug: str | None) -> list[VideoLine]:
             VideoLine(
                 id=t.id,
                 equipment=t.equipment.display_name,
-                title=t.display_title,
-                channel=t.channel or t.presenter or "?",
+                title=clip(t.display_title),
+                channel=clip(t.channel or t.presenter or "?"),
                 url=t.url,
                 status=t.status,
                 women_led=t.women_led,

@@ -25,6 +25,8 @@ log = logging.getLogger(__name__)
 NO_PREVIEW = LinkPreviewOptions(is_disabled=True)
 MAX_DATABASE_ID = 2**63 - 1
 """Largest id a database row can have (SQLite and PostgreSQL BIGINT); larger numbers name no tutorial."""
+MAX_TITLE_CHARS = 300
+"""Longest title /addvideo stores (the length of db.models.Tutorial.title; YouTube's own limit is 100)."""
 Handler = Callable[[Update, ContextTypes.DEFAULT_TYPE], Coroutine[Any, Any, None]]
 
 
@@ -153,6 +155,9 @@ async def on_addvideo(update: Update, context: ContextTypes.DEFAULT_TYPE) -> Non
         await message.reply_text(texts.ADDVIDEO_USAGE)
         return
     equipment_text, link, title = parsed
+    if title is not None and len(title) > MAX_TITLE_CHARS:
+        await message.reply_text(f"Not added: the title is longer than {MAX_TITLE_CHARS} characters.")
+        return
     equipment = await asyncio.to_thread(data.resolve_equipment, services.session_factory, equipment_text)
     if equipment is None:
         await message.reply_text(

@@ -5,9 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from bot.__main__ import EXIT_STARTUP, main
-from tests.bot.conftest import Spotter
+from db.models import Tutorial
+from db.repositories.catalog import add_tutorial
+from tests.bot.conftest import Spotter, image_bytes
 
 
 @pytest.mark.parametrize(
@@ -40,3 +44,41 @@ def test_python_m_bot_reports_an_unusable_database_in_one_line(
     err = capsys.readouterr().err.strip()
     assert err.startswith("spotter: cannot start: ") and len(err.splitlines()) == 1
     assert "hunter2" not in err
+
+
+async def test_addvideo_refuses_a_title_longer_than_the_catalog_stores(spotter: Spotter) -> None:
+    title = "Box jump " + "very " * 780  # 4000 characters fit in one Telegram message
+    spotter.server.send_text(spotter.admin, f"/addvideo plyo box https://youtu.be/AAAAAAAAAAA {title}")
+    reply = await spotter.server.wait_for("sendMessage", lambda c: c.params["chat_id"] == spotter.admin.id)
+    assert "not added" in reply.text.lower() and "300" in reply.text
+    assert (
+        spotter.query(lambda s: s.scalar(select(Tutorial).where(Tutorial.youtube_id == "AAAAAAAAAAA")))
+        is None
+    )
+
+
+async def test_very_long_titles_in_the_catalog_do_not_break_replies(spotter: Spotter) -> None:
+    """Rows edited in the database (or a long curator note) must not push the answer past 4096 characters."""
+    long = "Box jump " + "very " * 780
+
+    def add(session: Session) -> None:
+        for video in ("AAAAAAAAAAA", "BBBBBBBBBBB"):
+            add_tutorial(
+                session,
+                equipment_slug="plyo_box",
+                youtube_id=video,
+                added_by_telegram_id=None,
+                title=long,
+                channel=long,
+            )
+
+    spotter.query(add)
+    spotter.fake.answer("plyo_box")
+    user = spotter.server.new_user()
+    spotter.server.send_photo(user, image_bytes())
+    reply = await spotter.server.wait_for("sendMessage", lambda c: c.params["chat_id"] == user.id)
+    assert "plyo box" in reply.text.lower() and "Box jumps, safely" in reply.text
+    assert "Box jump very" in reply.text and "…" in reply.text
+    spotter.server.send_text(spotter.admin, "/videos plyo box")
+    listing = await spotter.server.wait_for("sendMessage", lambda c: c.params["chat_id"] == spotter.admin.id)
+    assert "Box jumps, safely" in listing.text and "went wrong" not in listing.text.lower()
