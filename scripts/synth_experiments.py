@@ -106,10 +106,23 @@ def cmd_masks(args: argparse.Namespace) -> dict[str, Any]:
 def cmd_exp1(args: argparse.Namespace) -> dict[str, Any]:
     """Train only on synthetic images of the five original classes; test on all their real photos."""
     labels = list(FIVE)
-    syn = [it for it in scan_folder_dataset(args.synthetic, kind="synthetic") if it.label in labels]
+    syn = [
+        it for d in args.synthetic for it in scan_folder_dataset(d, kind="synthetic") if it.label in labels
+    ]
+    if args.per_class_limit is not None:  # a seeded random subset per class (learning curve)
+        rng = random.Random(f"limit:{args.per_class_limit}")
+        rng.shuffle(syn)
+        kept = {lab: 0 for lab in labels}
+        subset = []
+        for it in syn:
+            if kept[it.label] < args.per_class_limit:
+                kept[it.label] += 1
+                subset.append(it)
+        syn = sorted(subset, key=lambda it: str(it.path))
     real = [it for it in load_manifest_dataset(args.data) if it.kind == "real" and it.label in labels]
     result: dict[str, Any] = {
-        "synthetic": str(args.synthetic),
+        "synthetic": [str(d) for d in args.synthetic],
+        "per_class_limit": args.per_class_limit,
         "train_counts": {lab: sum(it.label == lab for it in syn) for lab in labels},
         "test_counts": {lab: sum(it.label == lab for it in real) for lab in labels},
         "head": HEAD.to_json(),
@@ -356,7 +369,8 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--classes", nargs="+", default=list(THIN))
     m.add_argument("--folder", default="real", help="real or white_bg (sub-folder of --data)")
     e1 = sub.add_parser("exp1")
-    e1.add_argument("--synthetic", type=Path, required=True)
+    e1.add_argument("--synthetic", type=Path, nargs="+", required=True, help="one or more generate outputs")
+    e1.add_argument("--per-class-limit", type=int, help="use a random subset of this many images per class")
     e1.add_argument("--seeds", type=int, default=3)
     e1.add_argument("--epochs", type=int, default=30)
     e1.add_argument("--scratch", action="store_true", help="also train the from-scratch CNN baseline")
