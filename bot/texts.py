@@ -199,6 +199,7 @@ FORGET_CONFIRM = (
     "Are you sure?"
 )
 FORGET_CANCELLED = "OK, nothing was deleted."
+FORGET_NOTHING_LEFT = "Nothing of yours is stored (any more), so there was nothing to delete."
 
 
 def forget_done_text(photos: int, predictions: int, corrections: int) -> str:

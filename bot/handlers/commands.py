@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from telegram import Update
+from telegram.error import BadRequest
 from telegram.ext import Application, CallbackQueryHandler, CommandHandler, ContextTypes
 
 from bot import data, keyboards, texts
@@ -104,6 +105,15 @@ async def on_forget_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -
         deleted_files,
         feedback_copies,
     )
+    if deleted_files == result.predictions_deleted == result.corrections_deleted == feedback_copies == 0:
+        # Also a double tap on "Yes": the first press already deleted everything and edited the message;
+        # overwriting it with "deleted 0 photos" would tell her nothing was deleted.
+        await query.answer(texts.FORGET_NOTHING_LEFT, show_alert=True)
+        try:
+            await query.edit_message_reply_markup(None)
+        except BadRequest as error:  # "message is not modified": the first press removed the buttons
+            log.debug("forget: buttons already gone: %s", error)
+        return
     await query.answer()
     await query.edit_message_text(
         texts.forget_done_text(deleted_files, result.predictions_deleted, result.corrections_deleted)

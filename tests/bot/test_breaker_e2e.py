@@ -82,3 +82,38 @@ async def test_very_long_titles_in_the_catalog_do_not_break_replies(spotter: Spo
     spotter.server.send_text(spotter.admin, "/videos plyo box")
     listing = await spotter.server.wait_for("sendMessage", lambda c: c.params["chat_id"] == spotter.admin.id)
     assert "Box jumps, safely" in listing.text and "went wrong" not in listing.text.lower()
+
+
+@pytest.mark.parametrize("button", ["Cancel", "Yes"])
+async def test_a_double_tap_on_a_forget_button_is_harmless(spotter: Spotter, button: str) -> None:
+    server = spotter.server
+    user = server.new_user("Ida")
+    server.send_photo(user, image_bytes())
+    await server.wait_for_text(user.id, "leg press")
+    server.send_text(user, "/forget")
+    ask = await server.wait_for_text(user.id, "are you sure")
+    server.press_button(user, ask.result, button)  # both presses arrive before the first edit
+    server.press_button(user, ask.result, button)
+    first = await server.wait_for(
+        "editMessageText", lambda c: c.params["message_id"] == ask.result["message_id"]
+    )
+    await server.assert_no_call("sendMessage", lambda c: c.params["chat_id"] == user.id, within=1.0)
+    final = server.message(user.id, ask.result["message_id"])
+    assert final["text"] == first.text  # the second press must not say "deleted 0 photos"
+    assert not final.get("reply_markup")
+    if button == "Yes":
+        assert "deleted 1 photo" in final["text"]
+
+
+async def test_forget_with_nothing_stored_says_so_and_removes_the_buttons(spotter: Spotter) -> None:
+    server = spotter.server
+    user = server.new_user("New")
+    server.send_text(user, "/forget")
+    ask = await server.wait_for_text(user.id, "are you sure")
+    query_id = server.press_button(user, ask.result, "Yes")
+    answer = await server.wait_for("answerCallbackQuery", lambda c: c.params["callback_query_id"] == query_id)
+    assert "nothing" in answer.params["text"].lower()
+    await server.wait_for(
+        "editMessageReplyMarkup", lambda c: c.params["message_id"] == ask.result["message_id"]
+    )
+    assert not server.message(user.id, ask.result["message_id"]).get("reply_markup")
