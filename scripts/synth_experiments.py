@@ -223,6 +223,11 @@ def cmd_exp2(args: argparse.Namespace) -> dict[str, Any]:
     backbone = load_backbone(args.weights)
     x_real, idx_real = pooled_features(real, backbone, args.cache)
     real = [real[i] for i in idx_real]
+    x_flip: np.ndarray | None = None
+    if args.flip:  # the champion recipe's mirrored view: extra training rows and test-time augmentation
+        x_flip, idx_flip = pooled_features(real, backbone, args.cache, view="flip")
+        if len(idx_flip) != len(real):
+            raise ValueError("some real photos have no flip features")
     x_syn, idx_syn = pooled_features(syn_all, backbone, args.cache)
     syn_all = [syn_all[i] for i in idx_syn]
     y_real = np.array([labels.index(it.label) for it in real])
@@ -243,6 +248,7 @@ def cmd_exp2(args: argparse.Namespace) -> dict[str, Any]:
         "synthetic": str(args.synthetic),
         "folds": args.folds,
         "seeds": args.seeds,
+        "flip": args.flip,
         "ratios": args.ratios,
         "thin_counts": {lab: sum(real[i].label == lab for i in thin_idx) for lab in THIN},
         "pool_sizes": {lab: len(p) for lab, p in pools.items() if p},
@@ -275,17 +281,18 @@ def cmd_exp2(args: argparse.Namespace) -> dict[str, Any]:
                         capped.add(lab)
                     syn_rows += pools[lab][:want]
                 added_total += len(syn_rows)
-                x = np.concatenate([x_real[train_real], x_syn[syn_rows]])
-                y = np.concatenate(
-                    [
-                        y_real[train_real],
-                        np.array([labels.index(syn_all[i].label) for i in syn_rows], dtype=np.int64),
-                    ]
-                )
+                y_syn = np.array([labels.index(syn_all[i].label) for i in syn_rows], dtype=np.int64)
+                if x_flip is None:
+                    x = np.concatenate([x_real[train_real], x_syn[syn_rows]])
+                    y = np.concatenate([y_real[train_real], y_syn])
+                else:
+                    x = np.concatenate([x_real[train_real], x_flip[train_real], x_syn[syn_rows]])
+                    y = np.concatenate([y_real[train_real], y_real[train_real], y_syn])
                 cfg = TrainConfig(head=HEAD, epochs=args.epochs, seed=seed)
                 head = train_head(x, y, len(labels), HEAD, cfg, progress=False)
                 test = base_val + test_thin
-                pred = head_probabilities(head, [x_real[test]]).argmax(axis=1)
+                views = [x_real[test]] if x_flip is None else [x_real[test], x_flip[test]]
+                pred = head_probabilities(head, views).argmax(axis=1)
                 thin_pred[test_thin] = pred[len(base_val) :]
                 base_pred = pred[: len(base_val)]
                 base_metrics.append(
@@ -383,6 +390,7 @@ def build_parser() -> argparse.ArgumentParser:
     e2.add_argument("--epochs", type=int, default=30)
     e2.add_argument("--ratios", type=float, nargs="+", default=[0.5, 1, 2, 4, 8])
     e2.add_argument("--variants", nargs="+", default=["thin"], choices=["thin", "small"])
+    e2.add_argument("--flip", action="store_true", help="real photos also train and test with the flip view")
     return p
 
 
