@@ -36,6 +36,10 @@ MAX_IMAGE_BYTES = 40 * 1024 * 1024
 #: Largest decoded image we accept (pixels), well below Pillow's decompression-bomb error threshold.
 MAX_IMAGE_PIXELS = 80_000_000
 
+#: Formats `decode_image` opens: photo and common raster formats only. Pillow would otherwise run Ghostscript
+#: on an EPS file sent as a photo (Pillow docs, EPS: "requires Ghostscript"), i.e. untrusted PostScript.
+ALLOWED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "DIB", "TIFF", "AVIF", "PPM", "ICO", "TGA")
+
 #: ImageNet channel means in BGR order used by VGG16's "caffe" preprocessing (Keras vgg16.preprocess_input).
 VGG16_BGR_MEANS = (103.939, 116.779, 123.68)
 
@@ -68,8 +72,9 @@ Augment = Callable[[np.ndarray], np.ndarray]
 def decode_image(data: bytes) -> Image.Image:
     """Decode encoded bytes to an upright 8-bit RGB Pillow image.
 
-    Accepts anything Pillow opens (JPEG, PNG incl. 16-bit and alpha, WEBP, GIF/animated -> first frame, TIFF,
-    BMP, CMYK JPEG...). Transparent pixels are composited onto white (product shots are on white).
+    Accepts the raster formats in ALLOWED_FORMATS (JPEG, PNG incl. 16-bit and alpha, WEBP, GIF/animated ->
+    first frame, TIFF, BMP, CMYK JPEG...); never EPS/PostScript (Pillow hands those to Ghostscript).
+    Transparent pixels are composited onto white (product shots are on white).
     Raises ImageDecodeError (with a human-readable reason) for empty, oversized, truncated or unknown data.
     """
     if not data:
@@ -79,7 +84,7 @@ def decode_image(data: bytes) -> Image.Image:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            img = Image.open(io.BytesIO(data))
+            img = Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS)
             if img.width * img.height > MAX_IMAGE_PIXELS:
                 raise ImageDecodeError(f"image too large ({img.width}x{img.height} pixels)")
             if getattr(img, "n_frames", 1) > 1:
