@@ -44,7 +44,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import NoDecode, SettingsConfigDict
 
 from classifier.dataset import IMAGE_EXTENSIONS, OTHER_LABEL, LabelledImage
@@ -898,7 +898,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """CLI entry point. Exit codes: 0 done (promoted, kept, nothing to do), 1 error, 75 busy (EX_TEMPFAIL)."""
+    """CLI entry point. Exit codes: 0 done (promoted, kept, nothing to do), 1 error, 2 malformed setting,
+    75 busy (EX_TEMPFAIL)."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(
         level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -914,7 +915,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     ):
         if value is not None:
             overrides[key] = value
-    settings = RetrainSettings(**overrides)
+    try:
+        settings = RetrainSettings(**overrides)
+    except ValidationError as exc:  # one line naming each bad variable, not a traceback
+        problems = "; ".join(
+            f"{'.'.join(map(str, e['loc'])).upper() or 'settings'}: "
+            + str(e["msg"]).removeprefix("Value error, ")
+            for e in exc.errors()
+        )
+        print(f"python -m classifier.retrain: configuration error: {problems}", file=sys.stderr)
+        return 2
     progress = Progress(args.progress_json)
     try:
         result = run_pipeline(settings, progress, force=args.force, dry_run=args.dry_run)
