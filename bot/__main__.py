@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from telegram import Update
+from telegram.error import InvalidToken, NetworkError
 
 from bot.config import Settings, SettingsError, load_settings
 
@@ -45,6 +46,35 @@ def configure_logging(level: str) -> None:
     logging.getLogger("httpcore").setLevel(logging.WARNING)
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
     logging.getLogger("alembic").setLevel(logging.WARNING)
+
+
+class RedactSecret(logging.Filter):
+    """Handler filter replacing a secret (the bot token) in log messages and tracebacks with ``<token>``:
+    PTB's errors quote the token (InvalidToken: "The token `...` was rejected by the server")."""
+
+    def __init__(self, secret: str) -> None:
+        super().__init__()
+        self.secret = secret
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Render the message and traceback now, with the secret replaced; always keep the record."""
+        if self.secret:
+            try:
+                message = record.getMessage()
+            except Exception:  # a malformed log call: leave it to the handler's own error reporting
+                return True
+            if record.exc_info and not record.exc_text:
+                record.exc_text = logging.Formatter().formatException(record.exc_info)
+            record.msg, record.args = message.replace(self.secret, "<token>"), None
+            if record.exc_text:
+                record.exc_text = record.exc_text.replace(self.secret, "<token>")
+        return True
+
+
+def redact_token_in_logs(token: str) -> None:
+    """Add `RedactSecret` for ``token`` to every handler of the root logger."""
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(RedactSecret(token))
 
 
 def webhook_options(settings: Settings) -> dict[str, Any]:
@@ -121,6 +151,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"spotter: configuration error: {error}", file=sys.stderr)
         return EXIT_CONFIG
     configure_logging(settings.log_level)
+    redact_token_in_logs(settings.token())
 
     from classifier.registry import RegistryError
     from classifier.types import BackboneMismatchError
@@ -154,6 +185,20 @@ def main(argv: Sequence[str] | None = None) -> int:
             application.run_polling(allowed_updates=ALLOWED_UPDATES)
     except (RegistryError, BackboneMismatchError) as error:
         print(f"spotter: cannot load the model: {error}", file=sys.stderr)
+        return EXIT_STARTUP
+    except InvalidToken:  # PTB's message repeats the token: never print it
+        print(
+            "spotter: configuration error: the Bot API rejected TELEGRAM_BOT_TOKEN (revoked or mistyped? "
+            "check it with @BotFather)",
+            file=sys.stderr,
+        )
+        return EXIT_CONFIG
+    except NetworkError as error:  # TimedOut included: e.g. the Bot API is unreachable at startup
+        reason = str(error).replace(settings.token(), "<token>")
+        print(
+            f"spotter: cannot start: the Bot API at {settings.telegram_base_url} failed: {reason}",
+            file=sys.stderr,
+        )
         return EXIT_STARTUP
     return 0
 

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
+import sys
 from pathlib import Path
 
 import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from bot.__main__ import EXIT_STARTUP, main
+from bot.__main__ import EXIT_CONFIG, EXIT_STARTUP, main
 from db.models import Tutorial
 from db.repositories.catalog import add_tutorial
-from tests.bot.conftest import Spotter, image_bytes
+from tests.bot.conftest import ROOT, Spotter, image_bytes
+from tests.fakes.telegram_server import FakeTelegramServer
 
 
 @pytest.mark.parametrize(
@@ -117,3 +121,48 @@ async def test_forget_with_nothing_stored_says_so_and_removes_the_buttons(spotte
         "editMessageReplyMarkup", lambda c: c.params["message_id"] == ask.result["message_id"]
     )
     assert not server.message(user.id, ask.result["message_id"]).get("reply_markup")
+
+
+def _startup_env(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, db_url: str, base_url: str, token: str
+) -> None:
+    monkeypatch.chdir(tmp_path)  # no stray .env
+    monkeypatch.setenv("TELEGRAM_BOT_TOKEN", token)
+    monkeypatch.setenv("TELEGRAM_BASE_URL", base_url)
+    monkeypatch.setenv("DATABASE_URL", db_url)
+    monkeypatch.setenv("DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("MODELS_DIR", str(ROOT / "models"))
+
+
+def test_python_m_bot_with_the_bot_api_unreachable_stops_in_one_line(
+    tmp_path: Path, db_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    token = "123456:ABCdef_ghi-jkl"
+    _startup_env(monkeypatch, tmp_path, db_url, "http://127.0.0.1:1/bot", token)
+    assert main([]) == EXIT_STARTUP
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last.startswith("spotter: cannot start: the Bot API at http://127.0.0.1:1/bot failed")
+
+
+async def test_python_m_bot_with_a_rejected_token_stops_in_one_line_without_printing_it(
+    tmp_path: Path, db_url: str, server: FakeTelegramServer
+) -> None:
+    token = "123456:REVOKEDrevoked_token"
+    assert token != server.token
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "PYTHONPATH": str(ROOT),
+        "TELEGRAM_BOT_TOKEN": token,
+        "TELEGRAM_BASE_URL": server.base_url,
+        "DATABASE_URL": db_url,
+        "DATA_DIR": str(tmp_path / "data"),
+        "MODELS_DIR": str(ROOT / "models"),
+    }
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bot", cwd=tmp_path, env=env, stderr=asyncio.subprocess.PIPE
+    )
+    _, stderr = await asyncio.wait_for(process.communicate(), timeout=120)
+    err = stderr.decode(errors="replace")
+    assert process.returncode == EXIT_CONFIG, err[-2000:]
+    assert err.strip().splitlines()[-1].startswith("spotter: configuration error: the Bot API rejected")
+    assert "REVOKED" not in err  # neither our message nor PTB's logged traceback shows the token
