@@ -52,7 +52,8 @@ class LoopConfig:
 
     classes: restrict to these classes (None = all); max_train / max_val: cap photos per class (None = all);
     withhold: share of the target's training photos kept from the champion and fed as corrections;
-    epochs/views/tta: head training recipe (None = the classifier's TrainConfig defaults); include_ood: keep
+    epochs/views/tta/thin_views/ensemble: head training recipe (None = the classifier's TrainConfig defaults,
+    i.e. the shipped champion's recipe); include_ood: keep
     the out-of-distribution photos (the ``__other__`` class).
     """
 
@@ -69,6 +70,8 @@ class LoopConfig:
     epochs: int | None = None
     views: tuple[str, ...] | None = None
     tta: tuple[str, ...] | None = None
+    thin_views: tuple[str, ...] | None = None
+    ensemble: int | None = None
     poison_from: str = "treadmill"
     poison_to: str = "leg_press"
     poison_count: int = 40
@@ -167,6 +170,10 @@ def train_config(cfg: LoopConfig) -> Any:
         config = replace(config, views=cfg.views)
     if cfg.tta is not None:
         config = replace(config, tta=cfg.tta)
+    if cfg.thin_views is not None:
+        config = replace(config, thin_views=cfg.thin_views)
+    if cfg.ensemble is not None:
+        config = replace(config, head=replace(config.head, ensemble=cfg.ensemble))
     return config
 
 
