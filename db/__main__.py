@@ -59,13 +59,27 @@ def _parser() -> argparse.ArgumentParser:
     seed.add_argument("--dry-run", action="store_true", help="report what would change, change nothing")
     refresh = sub.add_parser("refresh-videos", help="re-check stored videos with YouTube's videos.list")
     refresh.add_argument(
-        "--older-than-days", type=float, default=None, help="only videos not checked for this many days"
+        "--older-than-days",
+        type=_days,
+        default=None,
+        help="only videos not checked for this many days (0-36500)",
     )
     videos = sub.add_parser("videos", help="list tutorials")
     videos.add_argument("slug", nargs="?", help="only this equipment slug")
     videos.add_argument("--removed", action="store_true", help="include videos removed by admins")
     sub.add_parser("stats", help="usage and feedback figures")
     return parser
+
+
+def _days(text: str) -> float:
+    """argparse type of --older-than-days: a number of days in [0, 36500] (larger ones overflow datetime)."""
+    try:
+        days = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of days: {text!r}") from None
+    if not 0 <= days <= 36500:  # NaN fails this too
+        raise argparse.ArgumentTypeError(f"must be between 0 and 36500 days, got {text}")
+    return days
 
 
 def _open(url: str) -> Engine | None:

@@ -105,3 +105,13 @@ def test_db_cli_gives_one_line_for_an_unusable_database(
     assert db_main(["check"]) != 0
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and "Traceback" not in err and len(err.splitlines()) == 1
+
+
+@pytest.mark.parametrize("days", ["99999999999", "-1", "nan", "soon"])
+def test_refresh_videos_refuses_an_out_of_range_age_without_a_traceback(
+    days: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as info:  # argparse: usage line + one error line, exit 2
+        db_main(["refresh-videos", "--older-than-days", days])
+    assert info.value.code == 2
+    assert "--older-than-days" in capsys.readouterr().err
