@@ -7,8 +7,9 @@ validation split of the ten others:
 * thin classes gain from synthetic top-up, monotonically up to the largest ratio tried: plyo box recall
   0.53 -> 0.75 at 8 synthetic images per real one; hyperextension bench, whose two product shots look little
   like its photos, barely moves (0.15 -> 0.19);
-* classes with 53-67 real training photos (bench press, power rack) do not gain, and the other classes lose
-  about half a point of accuracy whatever the ratio, so only thin classes are topped up;
+* classes with 53-67 real training photos (bench press, power rack) do not gain from their own top-up and
+  it costs the other classes 0.6-1.5 points, so only thin classes are topped up (thin-only top-up costs the
+  others about half a point with the orig view alone, nothing with flip views + test-time augmentation);
 * synthetic images alone are not evidence enough to create a class (experiment 1: 57% balanced accuracy on
   in-context photos of the five original classes), so a class with no real photo gets none.
 """
