@@ -201,11 +201,20 @@ def _clear_previous(out_dir: Path) -> None:
     manifest = out_dir / MANIFEST_NAME
     if not manifest.is_file():
         return
-    for line in manifest.read_text().splitlines():
+    listed: list[Path] = []
+    for number, line in enumerate(manifest.read_text().splitlines(), start=1):
         if line.strip():
-            old = out_dir / json.loads(line)["file"]
-            if old.is_file() and old.resolve().is_relative_to(out_dir.resolve()):
-                old.unlink()
+            try:
+                record = json.loads(line)
+                listed.append(out_dir / record["file"])
+            except (ValueError, KeyError, TypeError) as exc:  # nothing is deleted from a damaged manifest
+                raise ValueError(
+                    f"{manifest} line {number} is not a manifest record of `synth generate` ({exc!r}); "
+                    "delete the manifest or choose another --out"
+                ) from None
+    for old in listed:
+        if old.is_file() and old.resolve().is_relative_to(out_dir.resolve()):
+            old.unlink()
     manifest.unlink()
 
 

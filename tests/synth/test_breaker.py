@@ -41,3 +41,20 @@ def test_cli_refuses_output_sizes_out_of_range_in_one_line(
     assert main([*args, "--out", str(out), "--seed", "0", "--size", str(size), "--quiet"]) == 2
     assert "output size must be 32-4096 px" in capsys.readouterr().err
     assert not out.exists()
+
+
+@pytest.mark.parametrize("damage", ['{"bad json\n', '{"label": "alpha"}\n', '{"file": 7}\n', "[1, 2]\n"])
+def test_a_damaged_manifest_in_out_is_named_and_nothing_is_deleted(
+    tmp_path: Path, damage: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fg, bg = write_inputs(tmp_path)
+    out = tmp_path / "out"
+    generate(fg, bg, out, seed=0, per_foreground=1, size=40, progress=False)
+    images = sorted(out.rglob("*.jpg"))
+    manifest = out / "manifest.jsonl"
+    manifest.write_text(manifest.read_text() + damage)
+    args = ["generate", "--foregrounds", str(fg), "--backgrounds", str(bg), "--per-foreground", "1"]
+    assert main([*args, "--out", str(out), "--seed", "0", "--size", "40", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "manifest.jsonl line" in err and "Traceback" not in err
+    assert sorted(out.rglob("*.jpg")) == images and manifest.exists()
