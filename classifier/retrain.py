@@ -36,6 +36,7 @@ import json
 import logging
 import os
 import re
+import shutil
 import sys
 import tempfile
 import time
@@ -608,6 +609,7 @@ def _run_locked(
     # 1-2. review rule, collect
     t0 = time.perf_counter()
     engine = make_engine(settings.resolved_database_url())
+    scratch = contextlib.ExitStack()
     try:
         ensure_schema_current(engine)
         factory = make_session_factory(engine)
@@ -630,13 +632,16 @@ def _run_locked(
         for sha, label in supported:
             with contextlib.suppress(ValueError):
                 supported_folders.add((sha, class_folder(label)))
-        pruned = [] if dry_run else prune_feedback(settings.feedback_dir, supported_folders)
-        exported = (
-            ExportReport()
-            if dry_run
-            else export_feedback(items, settings.feedback_dir, known, settings.data_dir / "photos")
-        )
-        fb_train, fb_held = scan_feedback(settings.feedback_dir, settings.feedback_holdout_percent)
+        feedback_dir = settings.feedback_dir
+        if dry_run:  # the same export into a scratch copy of the feedback set, removed when the run ends
+            feedback_dir = (
+                Path(scratch.enter_context(tempfile.TemporaryDirectory(prefix="retrain-dry-"))) / "fb"
+            )
+            if settings.feedback_dir.is_dir():
+                shutil.copytree(settings.feedback_dir, feedback_dir)
+        pruned = prune_feedback(feedback_dir, supported_folders)
+        exported = export_feedback(items, feedback_dir, known, settings.data_dir / "photos")
+        fb_train, fb_held = scan_feedback(feedback_dir, settings.feedback_holdout_percent)
         classes, waiting = active_classes(champ_labels, fb_train, catalog, settings.new_class_min_images)
         new_classes = [c for c in classes if c not in champ_labels]
         label_of = {i.correction_id: i.label for i in items}
@@ -799,6 +804,7 @@ def _run_locked(
         lap("save", t0)
         return result
     finally:
+        scratch.close()
         engine.dispose()
         timings["total"] = round(time.perf_counter() - t_start, 2)
 

@@ -40,6 +40,8 @@ def test_dry_run_trains_and_scores_but_writes_nothing(retrain_env: RetrainEnv):
     assert Registry(retrain_env.settings.models_dir).versions() == ["v0001"]
     assert all(c.trained_in_version_id is None for c in _corrections(retrain_env))
     assert not (retrain_env.data_dir / "feedback").exists()
+    # the new correction took part: its photo was exported into the scratch set (train or holdout)
+    assert result.exported == 1 and result.feedback_train_images + result.feedback_holdout_images == 1
 
 
 def test_one_non_admin_user_cannot_train_the_model(retrain_env: RetrainEnv):
