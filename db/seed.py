@@ -5,7 +5,10 @@ Rules (issue 3: "re-running the seed never duplicates and never overwrites an ad
 - a row whose current fields still hash to its ``seed_hash`` (nobody touched it since the last seed) is
   updated to the seed file's new content, if that changed;
 - a row edited since (an admin, or refresh-videos replacing the curator's title with YouTube's), a row an
-  admin created (``seed_hash`` None) and a tutorial an admin removed (``removed_at``) are left alone.
+  admin created (``seed_hash`` None) and a tutorial an admin removed (``removed_at``) are left alone;
+- a seeded tutorial the seed file no longer lists is hidden like /removevideo does (``removed_at`` set,
+  ``removed_by_telegram_id`` None) if nobody touched it since seeding, else kept and reported; it comes
+  back if the seed lists it again.
 Video availability (status, duration, last check) is never managed by the seed.
 """
 
@@ -96,6 +99,7 @@ class SeedReport:
     tutorials_updated: int = 0
     tutorials_unchanged: int = 0
     tutorials_kept: int = 0
+    tutorials_removed: int = 0
     kept_details: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
@@ -105,7 +109,7 @@ class SeedReport:
             f"{self.equipment_unchanged} unchanged, {self.equipment_kept} kept (edited by an admin)\n"
             f"tutorials: {self.tutorials_inserted} inserted, {self.tutorials_updated} updated, "
             f"{self.tutorials_unchanged} unchanged, {self.tutorials_kept} kept "
-            "(edited or removed by an admin)"
+            f"(edited or removed by an admin), {self.tutorials_removed} hidden (no longer in the seed)"
         )
 
 
@@ -332,6 +336,10 @@ def apply_seed(session: Session, seed: CatalogSeed, *, now: dt.datetime | None =
             _write_tutorial(row_t, tutorial, equipment, now)
             session.add(row_t)
             report.tutorials_inserted += 1
+        elif row_t.removed_at is not None and _hidden_by_seed(row_t):
+            row_t.removed_at = None  # listed in the seed again
+            _write_tutorial(row_t, tutorial, equipment, now)
+            report.tutorials_updated += 1
         elif row_t.removed_at is not None:
             report.tutorials_kept += 1
             report.kept_details.append(f"tutorial {tutorial.youtube_id}: removed by an admin")
@@ -346,5 +354,26 @@ def apply_seed(session: Session, seed: CatalogSeed, *, now: dt.datetime | None =
         else:
             _write_tutorial(row_t, tutorial, equipment, now)
             report.tutorials_updated += 1
+    listed = {t.youtube_id for t in seed.tutorials}
+    for youtube_id, row_t in sorted(by_video.items()):
+        if youtube_id in listed or row_t.source != SOURCE_SEED or row_t.removed_at is not None:
+            continue
+        if row_t.seed_hash is not None and (
+            _tutorial_row_hash(row_t, slug_of[row_t.equipment_id]) == row_t.seed_hash
+        ):
+            row_t.removed_at = now  # like /removevideo, by nobody: the seed file dropped it
+            row_t.removed_by_telegram_id = None
+            row_t.updated_at = now
+            report.tutorials_removed += 1
+        else:
+            report.tutorials_kept += 1
+            report.kept_details.append(
+                f"tutorial {youtube_id}: no longer in the seed, but edited since seeding"
+            )
     session.flush()
     return report
+
+
+def _hidden_by_seed(row: Tutorial) -> bool:
+    """A seeded tutorial hidden because the seed file dropped it (not by an admin's /removevideo)."""
+    return row.source == SOURCE_SEED and row.removed_by_telegram_id is None and row.seed_hash is not None

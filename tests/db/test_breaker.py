@@ -13,14 +13,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from db import repositories as repo
 from db.__main__ import main as db_main
 from db.errors import DatabaseUnavailableError
 from db.schema import ensure_schema_current
-from db.seed import SLUG_RE
-from db.session import make_engine
+from db.seed import DEFAULT_SEED_PATH, SLUG_RE, apply_seed, load_seed
+from db.session import make_engine, session_scope
 from db.youtube import VIDEO_ID_RE, InvalidYouTubeLinkError, parse_video_id
 from tests.db.conftest import predict
 
@@ -115,3 +115,53 @@ def test_refresh_videos_refuses_an_out_of_range_age_without_a_traceback(
         db_main(["refresh-videos", "--older-than-days", days])
     assert info.value.code == 2
     assert "--older-than-days" in capsys.readouterr().err
+
+
+def _seed_without(tmp_path: Path, *video_ids: str) -> Path:
+    """The shipped catalog.toml minus the [[tutorials]] blocks of ``video_ids``."""
+    blocks = DEFAULT_SEED_PATH.read_text(encoding="utf-8").split("[[tutorials]]")
+    kept = [blocks[0]] + [b for b in blocks[1:] if not any(f'"{v}"' in b for v in video_ids)]
+    assert len(kept) == len(blocks) - len(video_ids)
+    path = tmp_path / "catalog.toml"
+    path.write_text("[[tutorials]]".join(kept), encoding="utf-8")
+    return path
+
+
+def test_a_tutorial_dropped_from_the_seed_file_stops_being_shown(
+    factory: sessionmaker[Session], tmp_path: Path
+) -> None:
+    """Reviewers remove a video from db/catalog.toml (wrong, not women-led...): re-seeding must hide it,
+    unless an admin edited it since; listing it again brings it back."""
+    with session_scope(factory) as session:
+        apply_seed(session, load_seed())
+    with session_scope(factory) as session:  # an admin edits the other dropped video
+        edited = repo.get_tutorial(session, "7GtUE1MAniY")
+        assert edited is not None
+        edited.title = "Admin's better title"
+    dropped = _seed_without(tmp_path, "8q9LVgN2RD4", "7GtUE1MAniY")
+    with session_scope(factory) as session:
+        report = apply_seed(session, load_seed(dropped))
+        assert report.tutorials_removed == 1 and "1 hidden" in report.summary()
+        assert any("7GtUE1MAniY: no longer in the seed" in line for line in report.kept_details)
+        shown = {t.youtube_id for t in repo.tutorials_for(session, "plyo_box", limit=10)}
+        assert "8q9LVgN2RD4" not in shown
+        assert "7GtUE1MAniY" in {t.youtube_id for t in repo.tutorials_for(session, "bench_press", limit=10)}
+    with session_scope(factory) as session:  # idempotent
+        again = apply_seed(session, load_seed(dropped))
+        assert again.tutorials_removed == 0 and again.tutorials_updated == 0
+    with session_scope(factory) as session:  # listed again: shown again
+        apply_seed(session, load_seed())
+        shown = {t.youtube_id for t in repo.tutorials_for(session, "plyo_box", limit=10)}
+        assert "8q9LVgN2RD4" in shown
+
+
+def test_a_video_an_admin_removed_stays_removed_when_the_seed_lists_it(
+    factory: sessionmaker[Session],
+) -> None:
+    with session_scope(factory) as session:
+        apply_seed(session, load_seed())
+        repo.remove_tutorial(session, "8q9LVgN2RD4", removed_by_telegram_id=42)
+    with session_scope(factory) as session:
+        apply_seed(session, load_seed())
+        shown = {t.youtube_id for t in repo.tutorials_for(session, "plyo_box", limit=10)}
+        assert "8q9LVgN2RD4" not in shown
