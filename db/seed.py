@@ -38,7 +38,9 @@ from db.models import (
 from db.youtube import VIDEO_ID_RE
 
 DEFAULT_SEED_PATH = Path(__file__).resolve().parent / "catalog.toml"
-SLUG_RE = re.compile(r"^[a-z][a-z0-9_]{1,63}\Z")
+SLUG_RE = re.compile(r"^[a-z][a-z0-9_]{1,39}\Z")
+"""An equipment slug: 2-40 characters, so that a button's callback data ``pk:<prediction id>:<slug>`` fits
+Telegram's 64 bytes (bot.callback_data) and it is a valid class folder for retraining."""
 
 
 class SeedError(ValueError):
@@ -142,7 +144,7 @@ def load_seed(path: Path = DEFAULT_SEED_PATH) -> CatalogSeed:
         where = f"{path.name} [[equipment]] {slug!r}"
         if not SLUG_RE.match(slug) or slug == NOT_EQUIPMENT:
             raise SeedError(
-                f"{where}: slug must be lowercase letters, digits and _ (and not {NOT_EQUIPMENT!r})"
+                f"{where}: slug must be 2-40 lowercase letters, digits and _ (and not {NOT_EQUIPMENT!r})"
             )
         if slug in slugs:
             raise SeedError(f"{where}: duplicate slug")

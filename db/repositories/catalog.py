@@ -57,7 +57,7 @@ def get_equipment(session: Session, slug: str) -> Equipment | None:
     return session.scalar(select(Equipment).where(Equipment.slug == slug))
 
 
-_SLUG_RE = re.compile(r"^[a-z][a-z0-9_]{1,63}\Z")
+_SLUG_RE = re.compile(r"^[a-z][a-z0-9_]{1,39}\Z")  # 2-40 chars: fits callback data (see db.seed.SLUG_RE)
 
 
 def add_equipment(
@@ -73,11 +73,11 @@ def add_equipment(
     """Add an equipment type (admin). It is offered in the correction picker at once and becomes a
     classifier class once retraining has enough images of it (issue 6).
 
-    slug: lowercase letters, digits and ``_`` (2-64 chars, not ``not_equipment``); sort_order: default after
+    slug: lowercase letters, digits and ``_`` (2-40 chars, not ``not_equipment``); sort_order: default after
     the last one. Raises ValueError for a bad slug, an empty name, or a slug that already exists.
     """
     if not _SLUG_RE.match(slug) or slug == NOT_EQUIPMENT:
-        raise ValueError(f"slug must be lowercase letters, digits and _ (2-64 chars), got {slug!r}")
+        raise ValueError(f"slug must be lowercase letters, digits and _ (2-40 chars), got {slug!r}")
     if not display_name.strip():
         raise ValueError("display name must not be empty")
     if get_equipment(session, slug) is not None:

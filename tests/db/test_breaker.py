@@ -15,11 +15,12 @@ from pathlib import Path
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
+from bot.callback_data import FeedbackData
 from db import repositories as repo
 from db.__main__ import main as db_main
 from db.errors import DatabaseUnavailableError
 from db.schema import ensure_schema_current
-from db.seed import DEFAULT_SEED_PATH, SLUG_RE, apply_seed, load_seed
+from db.seed import DEFAULT_SEED_PATH, SLUG_RE, SeedError, apply_seed, load_seed
 from db.session import make_engine, session_scope
 from db.youtube import VIDEO_ID_RE, InvalidYouTubeLinkError, parse_video_id
 from tests.db.conftest import predict
@@ -165,3 +166,20 @@ def test_a_video_an_admin_removed_stays_removed_when_the_seed_lists_it(
         apply_seed(session, load_seed())
         shown = {t.youtube_id for t in repo.tutorials_for(session, "plyo_box", limit=10)}
         assert "8q9LVgN2RD4" not in shown
+
+
+def test_equipment_slugs_fit_telegram_callback_data(session: Session, tmp_path: Path) -> None:
+    """The picker's button data is ``pk:<prediction id>:<slug>`` (at most 64 bytes, bot.callback_data): a
+    longer slug made every "Wrong" press fail with CallbackDataError."""
+    longest = "a" * 40
+    assert SLUG_RE.match(longest) and not SLUG_RE.match(longest + "a")
+    encoded = FeedbackData(
+        "pk", 10**18 - 1, longest
+    ).encode()  # the largest prediction id callback data allows
+    assert len(encoded.encode()) <= 64
+    with pytest.raises(ValueError, match="2-40"):
+        repo.add_equipment(session, slug="assisted_pull_up_and_dip_machine_with_knee_pad", display_name="Dip")
+    toml = tmp_path / "catalog.toml"
+    toml.write_text('[[equipment]]\nslug = "%s"\nname = "Long"\n' % ("b" * 41), encoding="utf-8")
+    with pytest.raises(SeedError, match="2-40"):
+        load_seed(toml)
