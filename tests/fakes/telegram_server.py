@@ -13,7 +13,8 @@ responses, so PTB parses real ``Update``/``Message``/``File`` objects and raises
   "message is not modified" error), ``deleteMessage``, ``answerCallbackQuery`` (a query can be answered once),
   ``getFile`` (with "file is too big" above 20 MB) and file downloads under ``/file/bot<token>/``.
 - Checks Telegram makes that catch real bugs: callback data 1-64 bytes, message text 1-4096 characters,
-  well-formed HTML when ``parse_mode=HTML``, unknown chats, editing someone else's message.
+  well-formed HTML when ``parse_mode=HTML``, unknown chats, editing someone else's message, sendPhoto's
+  limits (10 MB, width + height <= 10000, aspect ratio <= 20).
 
 The test side (plain methods, run on the same asyncio loop as the bot):
 
@@ -61,6 +62,11 @@ MAX_DOWNLOAD_BYTES = 20 * 1024 * 1024
 MAX_MESSAGE_CHARS = 4096
 MAX_CAPTION_CHARS = 1024
 MAX_CALLBACK_DATA_BYTES = 64
+MAX_SEND_PHOTO_BYTES = 10 * 1024 * 1024
+"""sendPhoto: "The photo must be at most 10 MB in size. The photo's width and height must not exceed 10000 in
+total. Width and height ratio must be at most 20." (https://core.telegram.org/bots/api#sendphoto)"""
+MAX_SEND_PHOTO_SIDES_SUM = 10000
+MAX_SEND_PHOTO_RATIO = 20
 TELEGRAM_PHOTO_SIDES = (90, 320, 800, 1280)
 """Longest sides of the PhotoSize entries Telegram makes for a photo (s, m, x, y); the original is capped at
 1280 px."""
@@ -1097,9 +1103,17 @@ class FakeTelegramServer:
             data = upload.data
         try:
             sizes = self.photo_sizes(data)
-            Image.open(io.BytesIO(data)).verify()
+            with Image.open(io.BytesIO(data)) as image:
+                width, height = image.size
+                image.verify()
         except (UnidentifiedImageError, OSError, ValueError):
             raise ApiError(400, "Bad Request: IMAGE_PROCESS_FAILED") from None
+        if len(data) > MAX_SEND_PHOTO_BYTES:
+            raise ApiError(400, "Bad Request: PHOTO_SAVE_FILE_INVALID")
+        if width + height > MAX_SEND_PHOTO_SIDES_SUM or max(width, height) > MAX_SEND_PHOTO_RATIO * min(
+            width, height
+        ):
+            raise ApiError(400, "Bad Request: PHOTO_INVALID_DIMENSIONS")
         caption, entities = _optional_caption(req.params)
         markup = _checked_markup(req.params.get("reply_markup"))
         return self._bot_message(
