@@ -365,8 +365,25 @@ async def _send_review_item(message: Message, services: Services, item: ReviewIt
     keyboard = review_keyboard(item.correction_id)
     if photo is None:
         await message.reply_text(caption + "\n(the stored photo is missing)", reply_markup=keyboard)
-    else:
+        return
+    try:
         await message.reply_photo(photo, caption=caption, reply_markup=keyboard)
+        return
+    except BadRequest as exc:  # sendPhoto limits: 10 MB, width + height <= 10000, aspect ratio <= 20
+        log.info(
+            "review: correction %s photo refused by sendPhoto (%s); sending it as a file",
+            item.correction_id,
+            exc,
+        )
+    try:
+        await message.reply_document(
+            photo, filename=Path(item.image_path).name, caption=caption, reply_markup=keyboard
+        )
+    except BadRequest as exc:
+        await message.reply_text(
+            caption + f"\n(the stored photo could not be sent: {html.escape(exc.message)})",
+            reply_markup=keyboard,
+        )
 
 
 async def on_review(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -382,7 +399,7 @@ async def on_review(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
 
 async def _edit(message: Message, text: str, markup: InlineKeyboardMarkup | None) -> None:
     try:
-        if message.photo:
+        if message.photo or message.document:
             await message.edit_caption(text, reply_markup=markup)
         else:
             await message.edit_text(text, reply_markup=markup)

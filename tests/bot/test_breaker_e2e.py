@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import os
 import sys
 from pathlib import Path
 
 import pytest
+from PIL import Image
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -15,7 +17,7 @@ from bot.__main__ import EXIT_CONFIG, EXIT_STARTUP, main
 from db.models import Tutorial
 from db.repositories.catalog import add_tutorial
 from tests.bot.conftest import ROOT, Spotter, image_bytes
-from tests.fakes.telegram_server import FakeTelegramServer
+from tests.fakes.telegram_server import Call, FakeTelegramServer
 
 
 @pytest.mark.parametrize(
@@ -166,3 +168,44 @@ async def test_python_m_bot_with_a_rejected_token_stops_in_one_line_without_prin
     assert process.returncode == EXIT_CONFIG, err[-2000:]
     assert err.strip().splitlines()[-1].startswith("spotter: configuration error: the Bot API rejected")
     assert "REVOKED" not in err  # neither our message nor PTB's logged traceback shows the token
+
+
+def _panorama_png() -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (2100, 100), (90, 90, 90)).save(buffer, "PNG")  # aspect ratio 21 > sendPhoto's 20
+    return buffer.getvalue()
+
+
+async def test_review_shows_a_correction_whose_photo_telegram_refuses_as_a_photo(spotter: Spotter) -> None:
+    """A panorama sent as a file is classified and corrected; /review must still show it (with its buttons)
+    although sendPhoto refuses it, or every later /review would fail on this oldest pending correction."""
+    server, admin = spotter.server, spotter.admin
+    user = server.new_user("Pano")
+    spotter.fake.answer("leg_press")
+    server.send_document(user, _panorama_png(), file_name="pano.png")
+    reply = await server.wait_for_text(user.id, "leg press")
+    server.press_button(user, reply.result, "Wrong")
+    await server.wait_for("editMessageReplyMarkup", lambda c: c.params["chat_id"] == user.id)
+    server.press_button(user, reply.result, "Plyo box")
+    await server.wait_for("editMessageText", lambda c: c.params["chat_id"] == user.id)
+    server.send_text(admin, "/review")
+
+    async def review_item() -> Call:
+        for _ in range(100):
+            for call in server.calls():
+                if (
+                    call.error is None
+                    and call.method in ("sendPhoto", "sendDocument", "sendMessage")
+                    and call.params.get("chat_id") == admin.id
+                    and "Approve" in " ".join(call.button_texts())
+                ):
+                    return call
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"no review item shown; calls: {server.describe()}")
+
+    shown = await review_item()
+    assert "Plyo box" in shown.text
+    server.press_button(admin, shown.result, "Approve")
+    edited = await server.wait_for("editMessageCaption", lambda c: c.params["chat_id"] == admin.id)
+    assert "Approved" in edited.text and edited.buttons == []
+    await server.wait_for_text(admin.id, "No corrections are waiting")
