@@ -259,9 +259,9 @@ def generate(
 
     Writes OUT/<class>/*.jpg (RGB, size x size, JPEG quality 92) and OUT/manifest.jsonl. Images listed in
     an existing manifest in OUT are replaced; other files there are left alone.
-    Raises FileNotFoundError for a missing input folder, ValueError for no backgrounds, bad counts, a size
-    outside 32-4096 px, or a class in ``classes`` that is not a folder of `foregrounds_dir` (or `real_dir`),
-    all before anything in OUT is touched.
+    Raises FileNotFoundError for a missing input folder, ValueError for no backgrounds, no class folders,
+    bad counts, a size outside 32-4096 px, or a class in ``classes`` that is not a folder of
+    `foregrounds_dir` (or `real_dir`), all before anything in OUT is touched.
     """
     for folder in (foregrounds_dir, backgrounds_dir):
         if not folder.is_dir():
@@ -273,6 +273,12 @@ def generate(
     counts_per_foreground(0, per_foreground, per_class)  # validates the counts
     available = list_classes(foregrounds_dir)
     if classes is None:
+        if not available:
+            loose = len(list_images(foregrounds_dir))
+            raise ValueError(
+                f"no class folders in {foregrounds_dir} (expected {foregrounds_dir}/<class>/<image>)"
+                + (f"; it holds {loose} images directly: pass its parent folder" if loose else "")
+            )
         labels = available
     else:
         labels = sorted(set(classes))

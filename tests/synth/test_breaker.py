@@ -58,3 +58,17 @@ def test_a_damaged_manifest_in_out_is_named_and_nothing_is_deleted(
     err = capsys.readouterr().err
     assert "manifest.jsonl line" in err and "Traceback" not in err
     assert sorted(out.rglob("*.jpg")) == images and manifest.exists()
+
+
+def test_a_foregrounds_folder_without_class_folders_is_an_error_not_zero_images(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """E.g. --foregrounds pointing at one class's folder: it used to write 0 images and exit 0."""
+    fg, bg = write_inputs(tmp_path)
+    one_class = fg / "alpha"
+    out = tmp_path / "out"
+    args = ["generate", "--foregrounds", str(one_class), "--backgrounds", str(bg), "--per-foreground", "1"]
+    assert main([*args, "--out", str(out), "--seed", "0", "--size", "40", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "no class folders" in err and "pass its parent folder" in err
+    assert not out.exists()
