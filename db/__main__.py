@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from sqlalchemy import Engine
+from sqlalchemy.exc import DBAPIError
 
 from db import repositories as repo
 from db.errors import DatabaseBehindError, DatabaseUnavailableError
@@ -213,7 +214,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings = DatabaseSettings()
     url = args.database_url or settings.resolved_database_url()
     if args.command == "upgrade":
-        upgrade_to_head(url)
+        try:
+            upgrade_to_head(url)
+        except DatabaseUnavailableError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return EXIT_PROBLEM
+        except DBAPIError as exc:  # e.g. a file that is not a database, a server refusing the connection
+            reason = str(exc.orig).splitlines()[0] if exc.orig is not None else type(exc).__name__
+            print(f"error: cannot upgrade the database: {reason}", file=sys.stderr)
+            return EXIT_PROBLEM
         print("database is at the latest schema")
         return EXIT_OK
     engine = _open(url)

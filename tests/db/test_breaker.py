@@ -98,12 +98,17 @@ def test_a_file_that_is_not_a_database_is_reported_not_raised_as_a_driver_error(
         engine.dispose()
 
 
+@pytest.mark.parametrize("command", ["check", "upgrade"])
 @pytest.mark.parametrize("bad", ["foo://x/y", "notaurl", "garbage"])
 def test_db_cli_gives_one_line_for_an_unusable_database(
-    bad: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    bad: str,
+    command: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     monkeypatch.setenv("DATABASE_URL", _garbage_sqlite(tmp_path) if bad == "garbage" else bad)
-    assert db_main(["check"]) != 0
+    assert db_main([command]) != 0
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and "Traceback" not in err and len(err.splitlines()) == 1
 
