@@ -148,6 +148,7 @@ def tiny_world(tmp_path_factory: pytest.TempPathFactory) -> TinyWorld:
         "16",
     ]
     argv += ["--learning-rate", "0.01", "--views", "orig", "--tta", "orig", "--promote"]
+    argv += ["--ensemble", "1", "--thin-views", ""]  # the lightest recipe, so every retrain in a test is fast
     assert main(argv) == 0
     return world
 
