@@ -52,7 +52,7 @@ from classifier.dataset import IMAGE_EXTENSIONS, OTHER_LABEL, LabelledImage
 from classifier.settings import ClassifierSettings
 from db.settings import DatabaseSettings
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("classifier.retrain")  # also when run as __main__
 
 LOCK_FILE = ".retrain.lock"
 FEEDBACK_DIRNAME = "feedback"
