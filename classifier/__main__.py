@@ -123,19 +123,19 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _load_predictor(s: ClassifierSettings, version: str | None) -> Any:
+def _load_predictor(s: ClassifierSettings, version: str | None, bfloat16: bool = False) -> Any:
     from classifier.predictor import Predictor
 
     registry = Registry(s.models_dir)
     name = version or registry.champion()
     if name is None:
         raise RegistryError(f"no champion model in {s.models_dir}; train one or pass --version")
-    return Predictor.load(registry.version_dir(name), _weights_arg(s.vgg16_weights))
+    return Predictor.load(registry.version_dir(name), _weights_arg(s.vgg16_weights), bfloat16=bfloat16)
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
     s = _settings(args)
-    predictor = _load_predictor(s, args.version)
+    predictor = _load_predictor(s, args.version, args.bfloat16)
     for image in args.images:
         out: dict[str, Any] = {"path": image}
         try:
@@ -168,7 +168,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from classifier.preprocess import preprocess
 
     s = _settings(args)
-    predictor = _load_predictor(s, args.version)
+    predictor = _load_predictor(s, args.version, args.bfloat16)
     _, val, _ = load_dataset(Path(args.data), args.val_fraction)
     val = [it for it in val if it.label in predictor.labels]
     probs, truth = [], []
@@ -276,11 +276,13 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--val-fraction", type=float, default=0.15)
     e.add_argument("--out", help="folder for metrics.json and confusion_matrix.png")
     e.add_argument("--json", action="store_true")
+    e.add_argument("--bfloat16", action="store_true", help="compute in bfloat16 (as the bot on AVX512_BF16)")
     e.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("predict", help="classify image files")
     p.add_argument("--version")
     p.add_argument("--json", action="store_true", help="one JSON object per line")
+    p.add_argument("--bfloat16", action="store_true", help="compute in bfloat16 (as the bot on AVX512_BF16)")
     p.add_argument("images", nargs="+")
     p.set_defaults(func=cmd_predict)
 

@@ -198,20 +198,29 @@ def fit_decision_rule(
     ``outputs`` has an ``__other__`` column. Returns (rule, its `decision_report`).
     """
     has_other = OTHER_LABEL in outputs
-    conf_grid = [round(x, 3) for x in np.arange(0.30, 0.96, 0.025)]
-    other_grid = [round(x, 3) for x in np.arange(0.1, 0.91, 0.05)] if has_other else [1.01]
-    best: tuple[float, DecisionRule, dict[str, float]] | None = None
+    conf_grid = [float(round(x, 3)) for x in np.arange(0.30, 0.96, 0.025)]
+    other_grid = [float(round(x, 3)) for x in np.arange(0.1, 0.91, 0.05)] if has_other else [1.01]
+
+    def summary(probs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        p = np.asarray(probs, dtype=np.float64).reshape(-1, len(outputs))
+        eq = equipment_probs(p, outputs)
+        other = p.sum(axis=1) - eq.sum(axis=1)
+        top = eq.argmax(axis=1) if len(eq) else np.zeros(0, np.int64)
+        conf = np.round(eq.max(axis=1), 6) if len(eq) else np.zeros(0)
+        return conf, other, top
+
+    r_conf, r_other, r_top = summary(real_probs)
+    correct = r_top == np.asarray(real_true, dtype=np.int64)
+    o_conf, o_other, _ = summary(ood_probs)
+    best: tuple[float, DecisionRule] | None = None
     for tc in conf_grid:
         for to in other_grid:
-            rule = DecisionRule(confident_threshold=tc, other_threshold=to, reject_threshold=0.0)
-            rep = decision_report(rule, outputs, real_probs, real_true, ood_probs)
-            feasible = rep["confident_precision"] >= min_precision
-            score = (
-                rep["accept"] * rep["confident_precision"]
-                + rep["ood_rejection"]
-                + (10.0 if feasible else 0.0)
-            )
+            confident = (r_other < to) & (r_conf >= tc)
+            accept = float(confident.mean()) if len(confident) else 0.0
+            precision = float(correct[confident].mean()) if confident.any() else 0.0
+            rejection = float(1.0 - ((o_other < to) & (o_conf >= tc)).mean()) if len(o_conf) else 1.0
+            score = accept * precision + rejection + (10.0 if precision >= min_precision else 0.0)
             if best is None or score > best[0] + 1e-9:
-                best = (score, rule, rep)
+                best = (score, DecisionRule(confident_threshold=tc, other_threshold=to, reject_threshold=0.0))
     assert best is not None
-    return best[1], best[2]
+    return best[1], decision_report(best[1], outputs, real_probs, real_true, ood_probs)

@@ -15,9 +15,9 @@ effect before TensorFlow is imported):
   separately loaded top model's ``predict`` (Flatten -> Dense(256, relu) -> Dropout(0.5) -> softmax), on the
   same photos with the same preprocessing; its speed ratio to ours.
 
-Variants (``--variants``): ``fp32`` (default oneDNN), ``fp32-tta`` (with the flip view), ``xla``
-(``jit_compile=True``), ``bf16`` (Keras mixed_bfloat16: AVX512_BF16 kernels through oneDNN), ``onednn-off``
-(TF_ENABLE_ONEDNN_OPTS=0), ``threads1`` (one intra-op thread).
+Variants (``--variants``): ``fp32`` (default oneDNN), ``xla`` (``jit_compile=True``), ``bf16`` (Keras
+mixed_bfloat16: AVX512_BF16 kernels through oneDNN), ``xla-bf16``, ``onednn-off`` (TF_ENABLE_ONEDNN_OPTS=0),
+``threads1`` (one intra-op thread); a ``-tta`` suffix adds the flip view (as the shipped version serves).
 """
 
 from __future__ import annotations
@@ -99,9 +99,9 @@ def run_variant(args: argparse.Namespace, variant: str) -> dict[str, Any]:
     predictor = Predictor.load(
         registry.version_dir(version),
         args.weights,
-        tta=["orig", "flip"] if variant == "fp32-tta" else ["orig"],
-        jit_compile=variant == "xla",
-        bfloat16=variant == "bf16",
+        tta=["orig", "flip"] if variant.endswith("-tta") else ["orig"],
+        jit_compile=variant.startswith("xla"),
+        bfloat16="bf16" in variant,
     )
     out["load_s"] = round(time.perf_counter() - t, 2)
     t = time.perf_counter()
@@ -183,7 +183,7 @@ def main() -> None:
     p.add_argument("--data", default=str(ROOT.parent / "shared/data"))
     p.add_argument("--n", type=int, default=60)
     p.add_argument("--warmup", type=int, default=5)
-    p.add_argument("--variants", default="fp32,fp32-tta,xla,bf16,onednn-off,threads1")
+    p.add_argument("--variants", default="fp32,fp32-tta,bf16,bf16-tta,xla,xla-bf16,onednn-off,threads1")
     p.add_argument("--skip-original", action="store_true")
     p.add_argument("--tmp", default="data/runs/benchmark_tmp")
     p.add_argument("--out", default="")
@@ -197,7 +197,16 @@ def main() -> None:
         env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(ROOT)}
         if variant == "onednn-off":
             env["TF_ENABLE_ONEDNN_OPTS"] = "0"
-        argv = [a for a in sys.argv[1:] if not a.startswith("--variants")]
+        argv = []
+        skip = False
+        for a in sys.argv[1:]:
+            if skip:
+                skip = False
+                continue
+            if a.startswith("--variants"):
+                skip = a == "--variants"
+                continue
+            argv.append(a)
         proc = subprocess.run(
             [sys.executable, "-m", "scripts.benchmark_classifier", *argv, "--variant", variant],
             capture_output=True,

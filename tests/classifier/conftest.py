@@ -62,11 +62,15 @@ def tiny_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TinyEnv]:
             "--input-size",
             "32",
             "--epochs",
-            "15",
+            "10",
             "--hidden",
             "16",
             "--learning-rate",
             "0.01",
+            "--ensemble",
+            "2",
+            "--thin-views",
+            "flip",
             "--promote",
         )
     )

@@ -113,3 +113,10 @@ def test_scratch_baseline_trains_and_predicts(tiny_env, tiny_models: Path, capsy
     assert main([*argv, "predict", "--json", "--version", "v0002", str(photo)]) == 0
     line = json.loads(capsys.readouterr().out.strip())
     assert line["model_version"] == "v0002" and line["label"] in TINY_LABELS
+
+
+def test_tiny_champion_is_an_ensemble_with_thin_views(tiny_env) -> None:
+    reg = Registry(tiny_env.models)
+    cfg = reg.read_json("v0001", "head.json")
+    assert cfg["head"]["ensemble"] == 2 and cfg["tta"] == ["orig", "flip"]
+    assert reg.read_json("v0001", "metrics.json")["config"]["thin_views"] == ["flip"]
