@@ -794,7 +794,18 @@ def _run_locked(
             register_model_version(
                 session, version, metrics={"retrain": retrain_info, "top1": fit.metrics["top1"]}
             )
-        if decision.promote:
+        current = registry.champion()
+        if decision.promote and current != champion:
+            # someone promoted by hand (python -m classifier promote) while we trained: the challenger was
+            # compared with the old champion, so it must not silently replace the new one
+            result.reasons = [
+                *decision.reasons,
+                f"not promoted: the champion changed from {champion} to {current} during the run; "
+                "retrain again to compare with it",
+            ]
+            report("save", f"champion moved to {current} meanwhile; {version} kept, not promoted")
+            result.status = "kept"
+        elif decision.promote:
             registry.promote(version, reason=f"retrain: {decision.reasons[0]}")
             with session_scope(factory) as session:
                 record_promotion(session, version, reason="retrain")

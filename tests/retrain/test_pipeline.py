@@ -4,6 +4,7 @@ a migrated SQLite database and corrections stored through the bot's repository f
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -231,3 +232,31 @@ def test_killed_process_leaves_a_readable_registry_and_the_next_run_recovers(
     marked = [c for c in _corrections(retrain_env) if c.trained_in_version_id is not None]
     assert len(marked) == 6 and registry.versions()[-1] in ("v0002", "v0003")
     assert result.exported == 0  # the killed run had already exported them; nothing is written twice
+
+
+def test_a_champion_promoted_by_hand_during_the_run_is_not_overwritten(retrain_env: RetrainEnv, monkeypatch):
+    """`python -m classifier promote` does not take the retrain lock; the pipeline re-checks the pointer."""
+    import classifier.train
+
+    st = retrain_env.settings.model_copy(
+        update={"promotion_overall_margin": 1.0, "promotion_per_class_margin": 1.0}  # would always promote
+    )
+    registry = Registry(st.models_dir)
+
+    def copy_champion(folder: Path) -> None:
+        shutil.copytree(registry.version_dir("v0001"), folder, dirs_exist_ok=True)
+
+    registry.create_version(copy_champion)
+    assert registry.versions() == ["v0001", "v0002"]
+    real_save = classifier.train.save_version
+
+    def save_while_someone_promotes(*args, **kwargs):
+        registry.promote("v0002", reason="manual promotion")  # a maintainer, mid-run
+        return real_save(*args, **kwargs)
+
+    monkeypatch.setattr(classifier.train, "save_version", save_while_someone_promotes)
+    retrain_env.correct(ADMIN_ID, "red_thing", "red_thing", seed=990, is_admin=True)
+    result = run_pipeline(st)
+    assert result.status == "kept" and result.version == "v0003"
+    assert registry.champion() == "v0002"
+    assert any("champion changed from v0001 to v0002" in r for r in result.reasons)
