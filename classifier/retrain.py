@@ -197,11 +197,38 @@ def class_folder(label: str) -> str:
     return label
 
 
+#: Extension for a stored photo whose name carries no usable one (the bot stores formats it does not
+#: recognise by magic bytes as ``<sha256>.img``), by the format Pillow identifies.
+PILLOW_FORMAT_EXTENSIONS = {
+    "JPEG": ".jpg",
+    "MPO": ".jpg",
+    "PNG": ".png",
+    "WEBP": ".webp",
+    "GIF": ".gif",
+    "BMP": ".bmp",
+    "DIB": ".bmp",
+    "TIFF": ".tif",
+    "PPM": ".ppm",
+}
+
+
 def _image_extension(path: Path) -> str:
+    """The feedback file extension for a stored photo: its own when the classifier reads it, else (``.img``)
+    the one of the format Pillow identifies from the content. Raises ValueError when neither works."""
     ext = path.suffix.lower()
-    if ext not in IMAGE_EXTENSIONS:
-        raise ValueError(f"unsupported image extension {ext!r}")
-    return ext
+    if ext in IMAGE_EXTENSIONS:
+        return ext
+    if ext == ".img":
+        from PIL import Image, UnidentifiedImageError
+
+        try:
+            with Image.open(path) as image:
+                found = PILLOW_FORMAT_EXTENSIONS.get(str(image.format))
+        except (OSError, UnidentifiedImageError):
+            found = None
+        if found is not None:
+            return found
+    raise ValueError(f"unsupported image format ({path.name}); such photos are not used for training")
 
 
 def _existing_by_hash(feedback_dir: Path) -> dict[str, Path]:

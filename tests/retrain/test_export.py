@@ -112,3 +112,27 @@ def test_new_class_needs_enough_images():
     assert classes == ["a", "b"] and waiting == {"new_thing": 3}
     classes, waiting = active_classes(["a", "b"], [*fb, fb[0]], {"a", "b", "new_thing"}, 4)
     assert classes == ["a", "b", "new_thing"] and waiting == {}
+
+
+def test_photos_stored_without_a_known_extension_are_exported_by_their_content(tmp_path):
+    """The bot stores formats it does not sniff (e.g. PPM, sent as a file) as <sha256>.img."""
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (30, 20), (200, 10, 10)).save(buffer, format="PPM")
+    data = buffer.getvalue()
+    sha = hashlib.sha256(data).hexdigest()
+    stored = tmp_path / "photos" / f"{sha}.img"
+    stored.parent.mkdir(parents=True)
+    stored.write_bytes(data)
+    junk = tmp_path / "photos" / ("c" * 64 + ".img")
+    junk.write_bytes(b"not an image at all")
+    items = [
+        FeedbackItem(1, "leg_press", sha, str(stored)),
+        FeedbackItem(2, "leg_press", "c" * 64, str(junk)),
+    ]
+    report = export_feedback(items, tmp_path / "feedback", KNOWN, tmp_path / "photos")
+    assert (tmp_path / "feedback" / "leg_press" / f"{sha}.ppm").read_bytes() == data
+    assert report.included == [1] and "not used for training" in report.invalid[2]
