@@ -32,6 +32,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import logging
+import os
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -202,7 +203,9 @@ def extract_bottleneck_features(
             if cache_dir is not None:
                 target = _cache_path(cache_dir, key, view, sha)
                 target.parent.mkdir(parents=True, exist_ok=True)
-                tmp = target.with_suffix(f".tmp{i}.npy")
+                tmp = target.with_suffix(
+                    f".tmp{os.getpid()}-{i}.npy"
+                )  # unique per process: caches are shared
                 np.save(tmp, f)
                 tmp.replace(target)
         pending.clear()
