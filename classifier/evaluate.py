@@ -219,7 +219,10 @@ def fit_decision_rule(
             accept = float(confident.mean()) if len(confident) else 0.0
             precision = float(correct[confident].mean()) if confident.any() else 0.0
             rejection = float(1.0 - ((o_other < to) & (o_conf >= tc)).mean()) if len(o_conf) else 1.0
-            score = accept * precision + rejection + (10.0 if precision >= min_precision else 0.0)
+            if precision >= min_precision:
+                score = 10.0 + accept * precision + rejection
+            else:  # no rule is precise enough: the most precise one (then the one answering most)
+                score = precision + 1e-3 * accept
             if best is None or score > best[0] + 1e-9:
                 best = (score, DecisionRule(confident_threshold=tc, other_threshold=to, reject_threshold=0.0))
     assert best is not None

@@ -75,3 +75,12 @@ def test_fit_decision_rule_separates_real_from_ood() -> None:
     assert rep["accept"] == 1.0 and rep["ood_rejection"] == 1.0 and rep["confident_precision"] == 1.0
     again = decision_report(rule, OUTPUTS, real, real_true, ood)
     assert again == rep
+
+
+def test_fit_decision_rule_falls_back_to_the_most_precise_rule() -> None:
+    # Confident answers are right only above 0.9; no rule reaches the impossible 101 % precision target.
+    real = np.array([[0.95, 0.03, 0.02], [0.92, 0.04, 0.04], [0.5, 0.3, 0.2], [0.45, 0.35, 0.2]])
+    truth = [0, 0, 1, 2]
+    rule, rep = fit_decision_rule(["a", "b", "c"], real, truth, np.zeros((0, 3)), min_precision=1.01)
+    assert rep["confident_precision"] == 1.0 and rep["accept"] == 0.5
+    assert 0.5 < rule.confident_threshold <= 0.92
