@@ -115,3 +115,13 @@ async def test_start_without_champion_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(RegistryError, match="no champion"):
         await service.start()
     await service.close()
+
+
+async def test_tta_override_and_float32(tiny_env, tiny_models: Path) -> None:
+    service = ClassifierService(tiny_models, str(tiny_env.weights), bfloat16=False, tta=["orig"])
+    await service.start()
+    assert service._predictor is not None and service._predictor.tta == ["orig"]
+    photo = (tiny_env.dataset / "blue_thing" / "blue_thing_4.png").read_bytes()
+    p = await service.classify(photo)
+    assert p.model_version == "v0001" and p.label in service.labels and len(p.top_k) == 3
+    await service.close()
