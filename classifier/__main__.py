@@ -29,39 +29,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from classifier.dataset import (
-    OTHER_LABEL,
-    LabelledImage,
-    load_manifest_dataset,
-    scan_folder_dataset,
-    split_holdout,
-)
+from classifier.dataset import OTHER_LABEL, LabelledImage, load_base_dataset, scan_folder_dataset
 from classifier.registry import Registry, RegistryError
 from classifier.settings import ClassifierSettings
 from classifier.types import BackboneMismatchError, ImageDecodeError
 
 log = logging.getLogger("classifier")
-
-
-def load_dataset(
-    data: Path, val_fraction: float = 0.15
-) -> tuple[list[LabelledImage], list[LabelledImage], list[LabelledImage]]:
-    """(train, val, ood) items from a MANIFEST.tsv data set or a folder-per-class tree (see module doc)."""
-    if (data / "MANIFEST.tsv").is_file():
-        items = load_manifest_dataset(data)
-        train = [it for it in items if it.split == "train"]
-        val = [it for it in items if it.split == "val"]
-        ood = [it for it in items if it.label == OTHER_LABEL]
-        return train, val, ood
-    items = [it for it in scan_folder_dataset(data) if it.label != OTHER_LABEL]
-    train, val = split_holdout(items, val_fraction, salt="val")
-    val = [LabelledImage(it.path, it.label, "val", it.kind) for it in val]
-    ood = [
-        LabelledImage(it.path, OTHER_LABEL, "ood", "ood")
-        for it in scan_folder_dataset(data)
-        if it.label == OTHER_LABEL
-    ]
-    return train, val, ood
 
 
 def _settings(args: argparse.Namespace) -> ClassifierSettings:
@@ -84,7 +57,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from classifier.train import TrainConfig, fit_scratch, fit_version, report_lines, save_version
 
     s = _settings(args)
-    train, val, ood = load_dataset(Path(args.data), args.val_fraction)
+    train, val, ood = load_base_dataset(Path(args.data), args.val_fraction)
     for extra in args.extra or []:
         train += scan_folder_dataset(Path(extra), "train", "extra")
     for o in args.ood or []:
@@ -169,7 +142,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     s = _settings(args)
     predictor = _load_predictor(s, args.version, args.bfloat16)
-    _, val, _ = load_dataset(Path(args.data), args.val_fraction)
+    _, val, _ = load_base_dataset(Path(args.data), args.val_fraction)
     val = [it for it in val if it.label in predictor.labels]
     probs, truth = [], []
     for it in tqdm(val, desc="evaluate", unit="img", disable=args.quiet):

@@ -289,3 +289,27 @@ def labels_of(items: Iterable[LabelledImage]) -> list[str]:
 def as_json(items: Sequence[LabelledImage]) -> list[dict[str, Any]]:
     """Serialisable view of items (path as string)."""
     return [{"path": str(it.path), "label": it.label, "split": it.split, "kind": it.kind} for it in items]
+
+
+def load_base_dataset(
+    data: Path, val_fraction: float = 0.15
+) -> tuple[list[LabelledImage], list[LabelledImage], list[LabelledImage]]:
+    """(train, val, ood) items of a base data set, as `python -m classifier train --data` and the retraining
+    pipeline read it.
+
+    ``data`` is either a MANIFEST.tsv data set (``../shared/data``: its ``suggested_split`` column decides
+    train/val, ``ood/`` rows become ``__other__``) or a folder-per-class tree, where ``val_fraction`` (0-1) of
+    each class is held out by file-name hash and a ``__other__`` folder is the OOD set.
+    """
+    if (data / "MANIFEST.tsv").is_file():
+        items = load_manifest_dataset(data)
+        train = [it for it in items if it.split == "train"]
+        val = [it for it in items if it.split == "val"]
+        ood = [it for it in items if it.label == OTHER_LABEL]
+        return train, val, ood
+    scanned = scan_folder_dataset(data)
+    labelled = [it for it in scanned if it.label != OTHER_LABEL]
+    kept, held = split_holdout(labelled, val_fraction, salt="val")
+    val = [LabelledImage(it.path, it.label, "val", it.kind) for it in held]
+    ood = [LabelledImage(it.path, OTHER_LABEL, "ood", "ood") for it in scanned if it.label == OTHER_LABEL]
+    return kept, val, ood

@@ -48,7 +48,7 @@ from typing import Annotated, Any
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import NoDecode, SettingsConfigDict
 
-from classifier.dataset import IMAGE_EXTENSIONS, OTHER_LABEL, LabelledImage
+from classifier.dataset import IMAGE_EXTENSIONS, OTHER_LABEL, LabelledImage, load_base_dataset
 from classifier.settings import ClassifierSettings
 from db.settings import DatabaseSettings
 
@@ -426,28 +426,6 @@ def active_classes(
 
 # --------------------------------------------------------------------------------------------------------
 # Base data, recipe, scoring
-
-
-def load_base_dataset(
-    data: Path, val_fraction: float = 0.15
-) -> tuple[list[LabelledImage], list[LabelledImage], list[LabelledImage]]:
-    """(train, val, ood) of the base data set: a MANIFEST.tsv data set (its ``suggested_split``) or a
-    folder-per-class tree (``val_fraction`` held out by file-name hash, an ``__other__`` folder as OOD) -- the
-    same reading as ``python -m classifier train --data``."""
-    from classifier.dataset import load_manifest_dataset, scan_folder_dataset, split_holdout
-
-    if (data / "MANIFEST.tsv").is_file():
-        items = load_manifest_dataset(data)
-        train = [it for it in items if it.split == "train"]
-        val = [it for it in items if it.split == "val"]
-        ood = [it for it in items if it.label == OTHER_LABEL]
-        return train, val, ood
-    scanned = scan_folder_dataset(data)
-    labelled = [it for it in scanned if it.label != OTHER_LABEL]
-    kept, held = split_holdout(labelled, val_fraction, salt="val")
-    val = [LabelledImage(it.path, it.label, "val", it.kind) for it in held]
-    ood = [LabelledImage(it.path, OTHER_LABEL, "ood", "ood") for it in scanned if it.label == OTHER_LABEL]
-    return kept, val, ood
 
 
 def champion_recipe(metrics: Mapping[str, Any]) -> Any:

@@ -35,9 +35,9 @@ def _feats(items: list[LabelledImage], bb: Backbone, cache: Path, view: str) -> 
 
 
 def run(args: argparse.Namespace) -> list[dict[str, Any]]:
-    from classifier.__main__ import load_dataset
+    from classifier.dataset import load_base_dataset
 
-    train, val, ood = load_dataset(Path(args.data))
+    train, val, ood = load_base_dataset(Path(args.data))
     ood_train, ood_hold = split_holdout(ood, 0.4, salt="ood")
     labels = sorted({it.label for it in train})
     bb = load_backbone(args.weights)
