@@ -64,8 +64,9 @@ def collect_stats(session: Session, *, since: dt.datetime | None = None) -> Stat
     """Users, photos, corrections, agreement rate per equipment, champion version.
 
     since: count only predictions/corrections created at or after this aware datetime (users: seen since).
-    Equipment types with no predictions are listed with zeros; labels predicted that are not in the catalog
-    (an older model's classes) are listed after them with their slug as name.
+    Per equipment, photos answered ``not_equipment`` do not count (the model named no equipment, whatever
+    its top label was). Equipment types with no predictions are listed with zeros; labels predicted that are
+    not in the catalog (an older model's classes) are listed after them with their slug as name.
     """
     pred_filter = [Prediction.created_at >= since] if since is not None else []
     corr_filter = [Correction.created_at >= since] if since is not None else []
@@ -97,7 +98,7 @@ def collect_stats(session: Session, *, since: dt.datetime | None = None) -> Stat
     per_label: dict[str, list[int]] = {}
     for label, feedback, n in session.execute(
         select(Prediction.label, Prediction.feedback, func.count(Prediction.id))
-        .where(*pred_filter)
+        .where(Prediction.decision != "not_equipment", *pred_filter)  # it named no equipment
         .group_by(Prediction.label, Prediction.feedback)
     ):
         counts = per_label.setdefault(label, [0, 0, 0])

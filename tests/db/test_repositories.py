@@ -273,6 +273,16 @@ def test_stats_aggregate_users_photos_corrections_and_agreement(session: Session
     assert later.photos == 0 and later.users == 0
 
 
+def test_stats_per_equipment_leave_out_photos_answered_not_equipment(session: Session) -> None:
+    """A dog photo answered not_equipment (top label "dumbbell") is a photo, not a dumbbell prediction."""
+    predict(session, ALICE, b"dog", "dumbbell", decision="not_equipment")
+    predict(session, BEA, b"rack", "dumbbell", decision="unsure")
+    stats = repo.collect_stats(session)
+    assert stats.photos == 2
+    rows = {r.slug: r for r in stats.per_equipment}
+    assert rows["dumbbell"].predictions == 1
+
+
 def test_catalog_queries(session: Session) -> None:
     slugs = repo.equipment_slugs(session)
     assert len(slugs) == 12 and slugs[0] == "dumbbell"
