@@ -145,6 +145,9 @@ async def _post_init(application: AnyApplication) -> None:
         await start()
     labels = list(services.classifier.labels)
     log.info("Classifier ready: model version %s, %d labels", services.classifier.model_version, len(labels))
+    version = services.classifier.model_version
+    if await asyncio.to_thread(data.record_serving_version, services.session_factory, version):
+        log.info("Recorded %s as the champion in the database", version)
     known = {
         equipment.slug for equipment in await asyncio.to_thread(data.list_equipment, services.session_factory)
     }

@@ -108,6 +108,15 @@ def record_classified_photo(
         return RecordedPrediction(row.id, _view_for(session, prediction.label), tutorials, choices)
 
 
+def record_serving_version(factory: SessionFactory, version: str) -> bool:
+    """Record in the database that ``version`` is the champion now serving, unless it already is (startup, and
+    a champion moved by hand outside the bot). Returns True when a promotion row was added."""
+    if not version:
+        return False
+    with session_scope(factory) as session:
+        return repo.ensure_champion_recorded(session, version) is not None
+
+
 def set_reply_message(factory: SessionFactory, prediction_ids: Sequence[int], reply_message_id: int) -> None:
     """Remember the bot's reply message of these predictions."""
     with session_scope(factory) as session:

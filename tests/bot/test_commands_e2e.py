@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from db import repositories as repo
+from db.session import session_scope
 from tests.bot.conftest import CATALOG_TUTORIALS, Spotter, file_exists, image_bytes
 from tests.fakes.classifier import LABELS
 
@@ -14,6 +16,11 @@ async def test_command_menus_are_set_at_startup(spotter: Spotter) -> None:
     assert {"start", "help", "equipment", "forget"} <= set(admin_menu)
     assert {"addvideo", "removevideo", "videos", "stats", "model"} <= set(admin_menu)
     assert not {"addvideo", "stats"} & set(user_menu)
+
+
+async def test_the_serving_model_is_recorded_as_champion_at_startup(spotter: Spotter) -> None:
+    with session_scope(spotter.session_factory) as session:
+        assert repo.current_champion(session) == spotter.classifier.model_version == "v-fake"
 
 
 async def test_start_explains_the_bot_and_how_photos_are_kept(spotter: Spotter) -> None:
