@@ -8,6 +8,7 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from telegram import Update
@@ -153,8 +154,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(settings.log_level)
     redact_token_in_logs(settings.token())
 
+    weights = settings.vgg16_weights
+    if weights != "imagenet" and not Path(weights).is_file():
+        print(
+            f"spotter: configuration error: VGG16_WEIGHTS must be 'imagenet' or an existing weights file, "
+            f"got {weights!r}",
+            file=sys.stderr,
+        )
+        return EXIT_CONFIG
+
     from classifier.registry import RegistryError
-    from classifier.types import BackboneMismatchError
+    from classifier.types import BackboneMismatchError, BackboneUnavailableError
     from db.errors import DatabaseBehindError, DatabaseUnavailableError
 
     try:
@@ -183,7 +193,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             application.run_webhook(**options)
         else:
             application.run_polling(allowed_updates=ALLOWED_UPDATES)
-    except (RegistryError, BackboneMismatchError) as error:
+    except (RegistryError, BackboneMismatchError, BackboneUnavailableError) as error:
         print(f"spotter: cannot load the model: {error}", file=sys.stderr)
         return EXIT_STARTUP
     except InvalidToken:  # PTB's message repeats the token: never print it

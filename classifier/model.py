@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from classifier.types import BackboneMismatchError
+from classifier.types import BackboneMismatchError, BackboneUnavailableError
 
 if TYPE_CHECKING:
     import keras
@@ -173,15 +173,26 @@ class Backbone:
 
 def load_backbone(weights: str | Path | None, input_size: int = 224) -> Backbone:
     """Load the frozen VGG16 trunk. ``weights``: ``"imagenet"``, a weights file path, or None (random init;
-    tests). Raises FileNotFoundError if a path does not exist (before TensorFlow tries)."""
+    tests). Raises BackboneUnavailableError (a FileNotFoundError) if a path does not exist (before TensorFlow
+    tries) or if Keras cannot download the ImageNet weights (offline), with the fix in the message."""
     import keras
 
     w: str | None = None if weights is None else str(weights)
     if w is not None and w != "imagenet" and not Path(w).is_file():
-        raise FileNotFoundError(
+        raise BackboneUnavailableError(
             f"VGG16 weights file not found: {w} (set VGG16_WEIGHTS to a file or 'imagenet')"
         )
-    model = keras.applications.VGG16(include_top=False, weights=w, input_shape=(input_size, input_size, 3))
+    try:
+        model = keras.applications.VGG16(
+            include_top=False, weights=w, input_shape=(input_size, input_size, 3)
+        )
+    except Exception as exc:  # keras.utils.get_file raises a bare Exception when the download fails
+        if w != "imagenet":
+            raise
+        raise BackboneUnavailableError(
+            f"could not get the ImageNet VGG16 weights from Keras ({exc}); offline, set VGG16_WEIGHTS to a "
+            "local vgg16_notop.weights.h5"
+        ) from exc
     model.trainable = False
     return Backbone(model=model, identity=identify_backbone(model, w))
 

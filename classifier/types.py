@@ -16,6 +16,11 @@ class ImageDecodeError(ValueError):
     """Raised when bytes cannot be decoded as an image Pillow understands (or are empty or too large)."""
 
 
+class BackboneUnavailableError(FileNotFoundError):
+    """Raised when the configured VGG16 weights cannot be had: a VGG16_WEIGHTS path that is not a file, or
+    Keras failing to download the ImageNet weights (``VGG16_WEIGHTS=imagenet`` on a machine offline)."""
+
+
 class BackboneMismatchError(RuntimeError):
     """Raised when a model version was trained on other backbone weights than the ones configured."""
 

@@ -27,6 +27,7 @@ ENV_NAMES = (
     "WEBHOOK_SECRET_TOKEN",
     "WEBHOOK_PATH",
     "DATABASE_URL",
+    "VGG16_WEIGHTS",
 )
 
 
@@ -140,6 +141,16 @@ def test_main_reports_database_problem_in_one_line(
     assert main([]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "alembic upgrade head" in err[0]
+
+
+def test_main_refuses_a_missing_weights_file_in_one_line(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("TELEGRAM_BOT_TOKEN", TOKEN)
+    monkeypatch.setenv("VGG16_WEIGHTS", str(tmp_path / "missing.h5"))
+    assert main([]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "VGG16_WEIGHTS" in err[0] and "missing.h5" in err[0]
 
 
 def test_bot_never_imports_tensorflow_at_import_or_build_time(tmp_path: Path) -> None:

@@ -7,7 +7,7 @@ import pytest
 from classifier.model import check_backbone, load_backbone
 from classifier.predictor import Predictor
 from classifier.registry import Registry
-from classifier.types import BackboneMismatchError
+from classifier.types import BackboneMismatchError, BackboneUnavailableError
 
 
 def test_other_weights_raise_backbone_mismatch(tiny_env) -> None:
@@ -35,5 +35,17 @@ def test_same_values_in_another_file_pass_by_tensor_hash_and_probe(tiny_env, tmp
 
 
 def test_missing_weights_file_is_a_clear_error(tmp_path) -> None:
-    with pytest.raises(FileNotFoundError, match="VGG16_WEIGHTS"):
+    with pytest.raises(BackboneUnavailableError, match="VGG16_WEIGHTS"):
         load_backbone(str(tmp_path / "nope.h5"), 32)
+
+
+def test_failed_imagenet_download_says_how_to_fix_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Offline, Keras' get_file raises a bare Exception; it becomes one clear BackboneUnavailableError."""
+    import keras
+
+    def offline(**kwargs: object) -> None:
+        raise Exception("URL fetch failure on https://storage.googleapis.com/...: None -- [Errno -3]")
+
+    monkeypatch.setattr(keras.applications, "VGG16", offline)
+    with pytest.raises(BackboneUnavailableError, match="set VGG16_WEIGHTS to a local"):
+        load_backbone("imagenet", 32)
