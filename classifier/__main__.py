@@ -170,7 +170,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         return 0
     head = f"{predictor.version}: top-1 {metrics['top1']:.4f}  top-3 {metrics['top3']:.4f}"
     print(f"{head}  ECE {metrics['ece']:.4f}")
-    print(f"original five top-1 {metrics['subset_top1']['original_five']:.4f}  n={metrics['n']}")
+    five_n = metrics.get("subset_n", {}).get("original_five", "?")
+    five = metrics["subset_top1"]["original_five"]
+    print(f"original five top-1 {five:.4f}  n={five_n} (of {metrics['n']})")
     print(f"{'class':24s} precision recall support")
     for lab, pc in metrics["per_class"].items():
         print(f"{lab:24s} {pc['precision']:9.3f} {pc['recall']:6.3f} {pc['support']:7d}")
@@ -203,6 +205,10 @@ def cmd_versions(args: argparse.Namespace) -> int:
 def cmd_promote(args: argparse.Namespace) -> int:
     s = _settings(args)
     registry = Registry(s.models_dir)
+    if registry.champion() == args.version:
+        registry.version_dir(args.version)  # still validates the name
+        print(f"{args.version} is already the champion; nothing changed")
+        return 0
     registry.promote(args.version, reason=args.reason)
     print(f"champion is now {args.version}")
     return 0

@@ -108,6 +108,10 @@ def original_path(args: argparse.Namespace, predictor: Any) -> Any:
     return run
 
 
+BASE_VARIANTS = ("fp32", "xla", "bf16", "xla-bf16", "onednn-off", "threads1")
+VARIANTS = BASE_VARIANTS + tuple(f"{v}-tta" for v in BASE_VARIANTS)
+
+
 def run_variant(args: argparse.Namespace, variant: str) -> dict[str, Any]:
     """Runs inside a fresh process (see main)."""
     import numpy as np
@@ -197,6 +201,9 @@ def main() -> None:
     p.add_argument("--out", default="")
     p.add_argument("--variant", help=argparse.SUPPRESS)
     args = p.parse_args()
+    unknown = [v for v in args.variants.split(",") if v not in VARIANTS]
+    if unknown:
+        p.error(f"unknown variant(s) {', '.join(unknown)}; choose from {', '.join(VARIANTS)}")
     if args.variant:
         print(json.dumps(run_variant(args, args.variant)))
         return

@@ -70,6 +70,11 @@ def test_versions_and_promote(tiny_env, tiny_models: Path, capsys: pytest.Captur
     assert f"* {v2}" in out and "  v0001" in out
     assert main([*argv, "promote", "v0042"]) == 2  # unknown version: clear error, pointer unchanged
     assert reg.champion() == v2
+    history = (tiny_models / "history.jsonl").read_text()
+    capsys.readouterr()
+    assert main([*argv, "promote", v2]) == 0  # already the champion: said, nothing written
+    assert "already the champion" in capsys.readouterr().out
+    assert (tiny_models / "history.jsonl").read_text() == history
 
 
 def test_evaluate_writes_json_and_png(tiny_env, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
