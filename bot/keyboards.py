@@ -88,43 +88,40 @@ def forget_keyboard(user_id: int) -> InlineKeyboardMarkup:
     )
 
 
+def _prediction_id(button: InlineKeyboardButton) -> int | None:
+    """The prediction id of one of our feedback buttons, None for any other button."""
+    try:
+        return parse_feedback(button.callback_data).prediction_id
+    except CallbackDataError:
+        return None
+
+
 def feedback_prediction_ids(markup: InlineKeyboardMarkup | None) -> list[int]:
     """Distinct prediction ids referenced by our feedback buttons in ``markup``, in order of appearance."""
     ids: list[int] = []
-    if markup is None:
-        return ids
-    for row in markup.inline_keyboard:
+    for row in markup.inline_keyboard if markup is not None else ():
         for button in row:
-            try:
-                data = parse_feedback(button.callback_data)
-            except CallbackDataError:
-                continue
-            if data.prediction_id not in ids:
-                ids.append(data.prediction_id)
+            prediction_id = _prediction_id(button)
+            if prediction_id is not None and prediction_id not in ids:
+                ids.append(prediction_id)
     return ids
 
 
 def without_prediction(markup: InlineKeyboardMarkup, prediction_id: int) -> InlineKeyboardMarkup | None:
     """``markup`` minus every feedback button of ``prediction_id`` (None when nothing is left)."""
-    rows: list[list[InlineKeyboardButton]] = []
-    for row in markup.inline_keyboard:
-        kept = []
-        for button in row:
-            try:
-                if parse_feedback(button.callback_data).prediction_id == prediction_id:
-                    continue
-            except CallbackDataError:
-                pass
-            kept.append(button)
-        if kept:
-            rows.append(kept)
-    return InlineKeyboardMarkup(rows) if rows else None
+    rows = [[b for b in row if _prediction_id(b) != prediction_id] for row in markup.inline_keyboard]
+    kept = [row for row in rows if row]
+    return InlineKeyboardMarkup(kept) if kept else None
 
 
 def album_index(markup: InlineKeyboardMarkup | None, prediction_id: int) -> int | None:
     """The 1-based photo number of ``prediction_id`` in an album keyboard (from its button text), if any."""
-    if markup is None:
-        return None
+    for row in markup.inline_keyboard if markup is not None else ():
+        for button in row:
+            if _prediction_id(button) == prediction_id:
+                head = button.text.split(" ", 1)[0]
+                return int(head) if head.isdigit() else None
+    return None
     for row in markup.inline_keyboard:
         for button in row:
             try:
