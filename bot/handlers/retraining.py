@@ -318,16 +318,26 @@ async def _admin_message(update: Update, context: ContextTypes.DEFAULT_TYPE) -> 
     return message, user.id
 
 
+async def _idle_admin_message(
+    update: Update, context: ContextTypes.DEFAULT_TYPE, busy_text: str
+) -> tuple[Message, int] | None:
+    """Like `_admin_message`, but also answers ``busy_text`` (and returns None) while a retrain runs."""
+    checked = await _admin_message(update, context)
+    if checked is not None and jobs.get_runner(get_services(context)).busy:
+        await checked[0].reply_text(busy_text)
+        return None
+    return checked
+
+
 async def on_retrain(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """/retrain: run the pipeline now with progress messages, then report (admins only)."""
-    checked = await _admin_message(update, context)
+    checked = await _idle_admin_message(
+        update, context, "Retraining is already running; I will report when it has finished."
+    )
     if checked is None:
         return
     message, admin_id = checked
     services = get_services(context)
-    if jobs.get_runner(services).busy:
-        await message.reply_text("Retraining is already running; I will report when it has finished.")
-        return
     status = await message.reply_text("Retraining started: collecting approved corrections…")
     seen: list[str] = []
 
@@ -466,14 +476,13 @@ async def on_review_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -
 
 async def on_rollback(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """/rollback [version]: serve the previous champion (or the named version) again (admins only)."""
-    checked = await _admin_message(update, context)
+    checked = await _idle_admin_message(
+        update, context, "A retraining run is in progress; roll back when it has finished."
+    )
     if checked is None:
         return
     message, admin_id = checked
     services = get_services(context)
-    if jobs.get_runner(services).busy:
-        await message.reply_text("A retraining run is in progress; roll back when it has finished.")
-        return
     args = context.args or []
     target = args[0].strip() if args else None
     try:
