@@ -15,21 +15,7 @@ from db.models import VIDEO_UNVERIFIED, Equipment, Tutorial
 from db.seed import DEFAULT_SEED_PATH, SeedError, apply_seed, load_seed
 from db.session import session_scope
 from tests.conftest import SHARED
-
-LABELS = [
-    "bench_press",
-    "chest_fly_machine",
-    "dumbbell",
-    "hyperextension_bench",
-    "lat_pulldown_machine",
-    "leg_extension_machine",
-    "leg_press",
-    "plyo_box",
-    "power_rack",
-    "seated_row_machine",
-    "smith_machine",
-    "treadmill",
-]
+from tests.fakes.classifier import LABELS
 
 
 def _counts(session: Session) -> tuple[int, int]:
