@@ -201,9 +201,30 @@ def target_accuracy(
     return sum(p == label for p in pred) / max(1, len(idx))
 
 
+def feed_photo(
+    factory: Any, user: int, message_id: int, stored: Any, prediction: Any, label: str, *, is_admin: bool
+) -> None:
+    """One user's photo through the bot's own path: the classified photo recorded, then her choice of
+    ``label`` (a correction, or a confirmation when it is the predicted label; 3-user agreement rule)."""
+    from bot import data as bot_data
+
+    recorded = bot_data.record_classified_photo(
+        factory,
+        telegram_user_id=user,
+        language_code="en",
+        chat_id=user,
+        message_id=message_id,
+        media_group_id=None,
+        stored=stored,
+        prediction=prediction,
+    )
+    bot_data.record_choice(
+        factory, recorded.prediction_id, user, label, is_admin=is_admin, agreement_threshold=3
+    )
+
+
 def run_loop(cfg: LoopConfig, progress: bool = False) -> LoopReport:
     """Run the whole simulation (see module docstring) and return its figures."""
-    from bot import data as bot_data
     from bot.photo_store import PhotoStore
     from classifier.dataset import OTHER_LABEL
     from classifier.model import load_backbone
@@ -261,24 +282,7 @@ def run_loop(cfg: LoopConfig, progress: bool = False) -> LoopReport:
         corrected = False
         for user in users:
             message_id += 1
-            recorded = bot_data.record_classified_photo(
-                factory,
-                telegram_user_id=user,
-                language_code="en",
-                chat_id=user,
-                message_id=message_id,
-                media_group_id=None,
-                stored=stored,
-                prediction=prediction,
-            )
-            bot_data.record_choice(
-                factory,
-                recorded.prediction_id,
-                user,
-                cfg.target,
-                is_admin=user == ADMIN_ID,
-                agreement_threshold=3,
-            )
+            feed_photo(factory, user, message_id, stored, prediction, cfg.target, is_admin=user == ADMIN_ID)
             corrected = prediction.decision == "not_equipment" or prediction.label != cfg.target
         if corrected:
             report.fed_corrections += 1
@@ -321,19 +325,8 @@ def run_loop(cfg: LoopConfig, progress: bool = False) -> LoopReport:
         photo = as_telegram_jpeg(path, cfg.jpeg_quality - 2)
         stored = store.save(photo)
         message_id += 1
-        recorded = bot_data.record_classified_photo(
-            factory,
-            telegram_user_id=POISONER_ID,
-            language_code="en",
-            chat_id=POISONER_ID,
-            message_id=message_id,
-            media_group_id=None,
-            stored=stored,
-            prediction=serving.classify_bytes(photo),
-        )
-        bot_data.record_choice(
-            factory, recorded.prediction_id, POISONER_ID, cfg.poison_to, is_admin=False, agreement_threshold=3
-        )
+        prediction = serving.classify_bytes(photo)
+        feed_photo(factory, POISONER_ID, message_id, stored, prediction, cfg.poison_to, is_admin=False)
     before = registry.champion()
     poison = run_pipeline(settings)
     report.poison = {
