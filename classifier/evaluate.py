@@ -5,6 +5,7 @@
   order), ``ece`` (expected calibration error of the top-1 probability, 15 equal-width bins; Guo et al. 2017,
   "On Calibration of Modern Neural Networks"), and ``subset`` accuracies when asked.
 * `confusion_text` / `plot_confusion` (matplotlib, Agg backend, PNG).
+* `fit_tta_exit(...)`: the early-exit threshold of test-time augmentation (see its docstring).
 * `fit_decision_rule(...)`: grid search of the `DecisionRule` thresholds on validation real photos plus
   out-of-distribution photos (see its docstring), and `decision_report` for measuring a rule.
 
@@ -22,11 +23,13 @@ from typing import Any
 import numpy as np
 
 from classifier.dataset import OTHER_LABEL
-from classifier.predictor import DecisionRule, decide
+from classifier.predictor import DecisionRule, combine_views, decide, exits_early
 
 #: The five classes of the original experiment (floors: >= 92% top-1 on these, >= 90% over all classes).
 ORIGINAL_FIVE = ("bench_press", "hyperextension_bench", "leg_press", "plyo_box", "power_rack")
 ECE_BINS = 15
+#: Early-exit thresholds tried by `fit_tta_exit`, lowest (most exits) first.
+TTA_EXIT_GRID = (0.85, 0.9, 0.95, 0.97, 0.98, 0.99, 0.995, 0.999)
 
 
 def equipment_probs(probs: np.ndarray, outputs: Sequence[str]) -> np.ndarray:
@@ -227,3 +230,54 @@ def fit_decision_rule(
                 best = (score, DecisionRule(confident_threshold=tc, other_threshold=to, reject_threshold=0.0))
     assert best is not None
     return best[1], decision_report(best[1], outputs, real_probs, real_true, ood_probs)
+
+
+def fit_tta_exit(
+    outputs: Sequence[str],
+    rule: DecisionRule,
+    real_views: Sequence[np.ndarray],
+    real_true: Sequence[int] | np.ndarray,
+    ood_views: Sequence[np.ndarray],
+    grid: Sequence[float] = TTA_EXIT_GRID,
+) -> tuple[float | None, dict[str, float]]:
+    """The lowest early-exit threshold (`classifier.predictor.combine_views`) that loses nothing against
+    averaging every test-time view, on validation photos and held-out OOD photos.
+
+    real_views / ood_views: per view, float (N, n_outputs) probabilities (first view = original image);
+    real_true: int equipment indices (N,). "Loses nothing" means: top-1 accuracy, share of real photos
+    answered confident, precision of those answers, and share of OOD photos not answered confident are all
+    >= their values with every view averaged. Returns (threshold or None when no threshold qualifies or
+    there is only one view, report with ``threshold``, ``exit_share`` = share of real photos that skip the
+    other views, and the four measures for both ways).
+    """
+    outs = list(outputs)
+    y = np.asarray(real_true, dtype=np.int64)
+
+    def measures(real: np.ndarray, ood: np.ndarray) -> dict[str, float]:
+        eq = equipment_probs(real, outs)
+        rep = decision_report(rule, outs, real, y, ood)
+        return {
+            "top1": float((eq.argmax(1) == y).mean()) if len(y) else 0.0,
+            "accept": rep["accept"],
+            "confident_precision": rep["confident_precision"],
+            "ood_rejection": rep["ood_rejection"],
+        }
+
+    full = measures(
+        combine_views(list(real_views), outs, rule, None), combine_views(list(ood_views), outs, rule, None)
+    )
+    report: dict[str, float] = {f"all_views_{k}": round(v, 4) for k, v in full.items()}
+    if len(real_views) < 2 or len(y) == 0:
+        return None, {**report, "exit_share": 0.0}
+    for threshold in grid:
+        real = combine_views(list(real_views), outs, rule, threshold)
+        m = measures(real, combine_views(list(ood_views), outs, rule, threshold))
+        if all(m[k] >= full[k] - 1e-9 for k in full):
+            share = float(np.mean([exits_early(p, outs, rule, threshold) for p in np.asarray(real_views[0])]))
+            return threshold, {
+                **report,
+                **{f"early_exit_{k}": round(v, 4) for k, v in m.items()},
+                "threshold": threshold,
+                "exit_share": round(share, 4),
+            }
+    return None, {**report, "exit_share": 0.0}

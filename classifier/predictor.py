@@ -11,6 +11,11 @@ The decision (`decide`) is pure: given the model's output probabilities (equipme
 ``__other__`` class trained on out-of-distribution photos), it returns the top equipment label, its
 probability, the top-k equipment labels and ``confident`` / ``unsure`` / ``not_equipment`` using thresholds
 fitted on validation data (`classifier.evaluate.fit_decision_rule`).
+
+Test-time augmentation with an early exit (`combine_views`): the original view runs first; when it alone is
+already a confident answer with top probability >= the version's ``tta_exit`` threshold, the mirrored view is
+skipped. The threshold is fitted on validation data (`classifier.evaluate.fit_tta_exit`) as the lowest one
+that loses nothing against always averaging both views, so most photos cost one backbone pass, not two.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ import logging
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
@@ -96,6 +101,29 @@ def decide(probs: np.ndarray, outputs: list[str], rule: DecisionRule, k: int = T
     return Ranked(label, float(conf), decision, top_k)
 
 
+def exits_early(probs: np.ndarray, outputs: list[str], rule: DecisionRule, threshold: float | None) -> bool:
+    """True when the first TTA view's probabilities (n_outputs,) already give a ``confident`` answer whose
+    top equipment probability is >= ``threshold`` (0-1); never when ``threshold`` is None."""
+    if threshold is None:
+        return False
+    ranked = decide(probs, outputs, rule)
+    return ranked.decision == "confident" and ranked.confidence >= threshold
+
+
+def combine_views(
+    view_probs: list[np.ndarray], outputs: list[str], rule: DecisionRule, threshold: float | None
+) -> np.ndarray:
+    """Test-time augmentation with an early exit, for a batch: ``view_probs`` is one float array
+    (N, n_outputs) per view, the first being the original image. Row i is the first view's row when
+    `exits_early` holds for it, else the mean over all views. Returns float32 (N, n_outputs)."""
+    first = np.asarray(view_probs[0], dtype=np.float32)
+    mean = np.mean([np.asarray(v, dtype=np.float32) for v in view_probs], axis=0)
+    if threshold is None or len(view_probs) == 1:
+        return mean.astype(np.float32)
+    keep = np.array([exits_early(row, outputs, rule, threshold) for row in first], dtype=bool)
+    return np.where(keep[:, None], first, mean).astype(np.float32)
+
+
 def read_version_config(version_dir: Path) -> dict[str, Any]:
     """Parsed ``head.json`` of a version (kind, head, outputs, labels, tta, input, decision, backbone)."""
     cfg: dict[str, Any] = json.loads((version_dir / "head.json").read_text(encoding="utf-8"))
@@ -123,6 +151,7 @@ class Predictor:
         load_seconds: float = 0.0,
         backbone: Backbone | None = None,
         jit_compile: bool = False,
+        tta_exit: float | None = None,
     ) -> None:
         import tensorflow as tf
 
@@ -135,6 +164,9 @@ class Predictor:
         self.tta = tta
         self.load_seconds = load_seconds
         self.backbone = backbone
+        self.tta_exit = tta_exit
+        #: Backbone passes of the last `probabilities` call (1 when the early exit skipped the other views).
+        self.last_views = 0
         # One photo per call (batch 1): on this CPU oneDNN's batch-1 kernels beat one batch of all views.
         shape = (1, spec.size, spec.size, spec.channels)
 
@@ -153,10 +185,13 @@ class Predictor:
         tta: list[str] | None = None,
         jit_compile: bool = False,
         bfloat16: bool = False,
+        tta_exit: float | Literal["version"] | None = "version",
     ) -> Predictor:
         """Load a version folder. ``vgg16_weights``: ``"imagenet"``, a file path, or None (random init,
         tests). Pass an already loaded ``backbone`` to share it. ``tta`` overrides the version's test-time
-        views; ``jit_compile`` compiles the forward pass with XLA; ``bfloat16`` computes in bfloat16 (Keras
+        views; ``tta_exit`` the version's early-exit threshold (None: always run every view; ``"version"``:
+        the fitted ``tta_exit`` in head.json, absent in versions older than v0002); ``jit_compile`` compiles
+        the forward pass with XLA; ``bfloat16`` computes in bfloat16 (Keras
         ``mixed_bfloat16`` policy, float32 weights; benchmark option). Raises BackboneMismatchError,
         FileNotFoundError, KeyError/ValueError for malformed versions."""
         import keras
@@ -176,6 +211,7 @@ class Predictor:
         weights = load_npz_weights(version_dir / "head.npz")
         rule = DecisionRule.from_json(cfg.get("decision", {}))
         tta = list(tta or cfg.get("tta", ["orig"]))
+        exit_threshold = cfg.get("tta_exit") if tta_exit == "version" else tta_exit
         spec = InputSpec(int(cfg["input"]["size"]), cfg["input"]["normalisation"])
         if cfg["kind"] == "scratch":
             backbone = None
@@ -198,7 +234,9 @@ class Predictor:
         else:
             raise ValueError(f"{version_dir}: unknown model kind {cfg['kind']!r}")
         seconds = time.perf_counter() - t0
-        return cls(version_dir.name, model, spec, outputs, rule, tta, seconds, backbone, jit_compile)
+        return cls(
+            version_dir.name, model, spec, outputs, rule, tta, seconds, backbone, jit_compile, exit_threshold
+        )
 
     def views(self, x: np.ndarray) -> np.ndarray:
         """One preprocessed image (S, S, C) -> its TTA views stacked (n_views, S, S, C)."""
@@ -213,9 +251,13 @@ class Predictor:
         return np.stack(out).astype(np.float32)
 
     def probabilities(self, x: np.ndarray) -> np.ndarray:
-        """One preprocessed image (S, S, C) float32 -> averaged output probabilities (n_outputs,) float32."""
+        """One preprocessed image (S, S, C) float32 -> output probabilities (n_outputs,) float32: the mean
+        over the TTA views, or the first view's alone when it exits early (`exits_early`)."""
         views = self.views(x)
-        probs = [np.asarray(self._forward(views[i : i + 1])) for i in range(len(views))]
+        probs = [np.asarray(self._forward(views[0:1]))]
+        if not exits_early(probs[0], self.outputs, self.rule, self.tta_exit):
+            probs += [np.asarray(self._forward(views[i : i + 1])) for i in range(1, len(views))]
+        self.last_views = len(probs)
         return np.mean(probs, axis=0).astype(np.float32)
 
     def classify_bytes(self, data: bytes) -> Prediction:

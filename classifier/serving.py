@@ -48,9 +48,9 @@ class ClassifierService:
 
     models_dir: registry root (MODELS_DIR); vgg16_weights: ``"imagenet"`` or a weights file path
     (VGG16_WEIGHTS); bfloat16: compute in bfloat16 (float32 weights, Keras mixed_bfloat16), default: when the
-    CPU has AVX512_BF16; tta: test-time views overriding the version's (``["orig"]`` halves latency for about
-    -1 point top-1, see README). The loaded float32 backbone is reused across versions of the same input
-    size.
+    CPU has AVX512_BF16; tta: test-time views overriding the version's (``["orig"]`` always one pass, about
+    -1 point top-1; by default the version's views with its fitted early exit, see README). The loaded
+    float32 backbone is reused across versions of the same input size.
     """
 
     def __init__(

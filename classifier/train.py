@@ -4,8 +4,10 @@ Reusable API (the retraining pipeline and the synthetic-data experiments call th
 
 * `fit_version(train, val, ood, backbone, cache_dir, config)` -> `FitResult`: extracts (or reads cached)
   bottleneck features for every view in ``config.views`` (training) and ``config.tta`` (evaluation), trains
-  a head with `train_head`, evaluates on ``val`` (`classifier.evaluate.evaluate`, TTA-averaged), fits the
-  decision rule on ``val`` + the OOD photos held out from training (`fit_decision_rule`); returns all that.
+  a head with `train_head`, fits the decision rule on ``val`` + the OOD photos held out from training
+  (`fit_decision_rule`, on TTA-averaged probabilities), then the TTA early-exit threshold
+  (`fit_tta_exit`, when ``config.tta_early_exit``), and evaluates ``val`` as served: the original view
+  alone when it exits early, else the TTA average (`classifier.evaluate.evaluate`); returns all that.
   Classes with at most ``config.thin_class_max`` training images also train on the augmented views
   ``config.thin_views`` (oversampling thin classes with real augmentations, not copies).
   ``train``/``val`` are `LabelledImage` lists (equipment labels), ``ood`` photos labelled ``__other__``: a
@@ -43,13 +45,15 @@ from classifier.dataset import (
 from classifier.evaluate import (
     ORIGINAL_FIVE,
     confusion_text,
+    decision_report,
     equipment_probs,
     evaluate,
     fit_decision_rule,
+    fit_tta_exit,
     plot_confusion,
 )
 from classifier.model import HeadSpec
-from classifier.predictor import DecisionRule
+from classifier.predictor import DecisionRule, combine_views
 from classifier.preprocess import SCRATCH_150, VGG16_224, InputSpec
 
 if TYPE_CHECKING:
@@ -79,6 +83,7 @@ class TrainConfig:
     label_smoothing: float = 0.0
     seed: int = 0
     min_confident_precision: float = 0.97
+    tta_early_exit: bool = True
 
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
@@ -110,6 +115,7 @@ class FitResult:
     kind: str = "vgg16_head"
     input_spec: InputSpec = VGG16_224
     val_views: list[np.ndarray] | None = None
+    tta_exit: float | None = None
 
 
 def class_weights(y: np.ndarray, n_outputs: int, power: float) -> dict[int, float]:
@@ -256,22 +262,38 @@ def fit_version(
 
     val_views, val_idx, f = _aligned_views(val, backbone, cache_dir, config.tta, progress)
     failed.update(f)
-    val_probs = head_probabilities(head, val_views)
     val_true = np.array([labels.index(val[i].label) for i in val_idx], dtype=np.int64)
+    hold_views, _, f = _aligned_views(ood_hold, backbone, cache_dir, config.tta, progress)
+    failed.update(f)
+    val_per_view = [head_probabilities(head, [v]) for v in val_views]
+    hold_per_view = [
+        head_probabilities(head, [v]) if len(v) else np.zeros((0, len(outputs)), np.float32)
+        for v in hold_views
+    ]
+    if not hold_per_view:
+        hold_per_view = [np.zeros((0, len(outputs)), np.float32)] * len(val_per_view)
+    rule, _ = fit_decision_rule(
+        outputs,
+        combine_views(val_per_view, outputs, DecisionRule(), None),
+        val_true,
+        combine_views(hold_per_view, outputs, DecisionRule(), None),
+        config.min_confident_precision,
+    )
+    exit_threshold, exit_report = (
+        fit_tta_exit(outputs, rule, val_per_view, val_true, hold_per_view)
+        if config.tta_early_exit
+        else (None, {})
+    )
+    # What the served model answers: every TTA view averaged, unless the original view exits early.
+    val_probs = combine_views(val_per_view, outputs, rule, exit_threshold)
+    hold_probs = combine_views(hold_per_view, outputs, rule, exit_threshold)
+    report = decision_report(rule, outputs, val_probs, val_true, hold_probs)
     metrics = evaluate(
         val_true, equipment_probs(val_probs, outputs), labels, {"original_five": ORIGINAL_FIVE}
     )
-
-    hold_views, _, f = _aligned_views(ood_hold, backbone, cache_dir, config.tta, progress)
-    failed.update(f)
-    hold_probs = (
-        head_probabilities(head, hold_views)
-        if hold_views and len(hold_views[0])
-        else np.zeros((0, len(outputs)), np.float32)
-    )
-    rule, report = fit_decision_rule(outputs, val_probs, val_true, hold_probs, config.min_confident_precision)
     spec = replace(config.head, n_outputs=len(outputs))
     metrics["decision"] = {"rule": rule.to_json(), **report}
+    metrics["tta_exit"] = exit_report
     return FitResult(
         head=head,
         spec=spec,
@@ -290,6 +312,7 @@ def fit_version(
         seconds=time.perf_counter() - t0,
         input_spec=InputSpec(backbone.input_size, "vgg16"),
         val_views=val_views,
+        tta_exit=exit_threshold,
     )
 
 
@@ -373,7 +396,8 @@ def _float16_lossless(fit: FitResult, val_views: Sequence[np.ndarray] | None) ->
     clone = keras.models.clone_model(fit.head)
     clone.set_weights([w.astype(np.float16).astype(np.float32) for w in w32])
     p16 = head_probabilities(clone, val_views)
-    return bool((p16.argmax(1) == fit.val_probs.argmax(1)).all() and np.abs(p16 - fit.val_probs).max() < 1e-2)
+    p32 = head_probabilities(fit.head, val_views)
+    return bool((p16.argmax(1) == p32.argmax(1)).all() and np.abs(p16 - p32).max() < 1e-2)
 
 
 def save_version(
@@ -403,6 +427,7 @@ def save_version(
         "tta": list(fit.config.tta),
         "input": {"size": fit.input_spec.size, "normalisation": fit.input_spec.normalisation},
         "decision": fit.rule.to_json(),
+        "tta_exit": fit.tta_exit,
         "backbone": backbone_json,
         "weights_dtype": np.dtype(dtype).name,
     }
@@ -443,7 +468,10 @@ def model_card(fit: FitResult, cfg: dict[str, Any], metrics: dict[str, Any], not
         f"- Created: {metrics['created']}",
         f"- Kind: `{fit.kind}`; head: `{json_compact(fit.spec.to_json())}`; outputs: {len(fit.outputs)}",
         f"- Input: {fit.input_spec.size}x{fit.input_spec.size} {fit.input_spec.normalisation}; "
-        f"test-time views: {', '.join(fit.config.tta)}; head weights stored as {cfg['weights_dtype']}",
+        f"test-time views: {', '.join(fit.config.tta)} (early exit after the first view when it is confident "
+        f"with top probability >= {fit.tta_exit}; share of validation photos that exit early: "
+        f"{fit.metrics.get('tta_exit', {}).get('exit_share', 0.0)}); "
+        f"head weights stored as {cfg['weights_dtype']}",
         f"- Training config: `{json_compact(fit.config.to_json())}`",
         "",
         "## Backbone",
