@@ -463,30 +463,59 @@ def aligned_features(
     return out, common
 
 
-def predicted_labels(head: Any, outputs: Sequence[str], views: Sequence[Any]) -> list[str]:
-    """Top-1 equipment label per image from a head's TTA-averaged probabilities (the ``__other__`` column,
-    if any, ignored: the same top-1 the classifier's metrics use)."""
+def predicted_labels(
+    head: Any,
+    outputs: Sequence[str],
+    views: Sequence[Any],
+    rule: Any = None,
+    tta_exit: float | None = None,
+) -> list[str]:
+    """Top-1 equipment label per image as the version serves it: TTA-averaged probabilities, or the first
+    view's alone where it exits early under ``rule`` (a `classifier.predictor.DecisionRule`) and
+    ``tta_exit`` (`classifier.predictor.combine_views`; no exit when either is None). The ``__other__``
+    column, if any, is ignored: the same top-1 the classifier's metrics use."""
     import numpy as np
 
     from classifier.evaluate import equipment_probs
+    from classifier.predictor import combine_views
     from classifier.train import head_probabilities
 
     labels = [o for o in outputs if o != OTHER_LABEL]
     if not views or len(views[0]) == 0:
         return []
-    probs = equipment_probs(head_probabilities(head, views), outputs)
+    per_view = [head_probabilities(head, [v]) for v in views]
+    combined = combine_views(per_view, list(outputs), rule, tta_exit if rule is not None else None)
+    probs = equipment_probs(combined, outputs)
     return [labels[i] for i in np.argmax(probs, axis=1)]
 
 
-def load_head(version_dir: Path, feature_shape: tuple[int, int, int]) -> tuple[Any, list[str], list[str]]:
-    """A version's head as a Keras model with its weights, plus (outputs, tta views)."""
+@dataclass
+class LoadedHead:
+    """A version's head (Keras model with its weights) and how it is served: outputs, TTA views, decision
+    rule and TTA early-exit threshold (None in versions older than v0002)."""
+
+    head: Any
+    outputs: list[str]
+    tta: list[str]
+    rule: Any
+    tta_exit: float | None
+
+
+def load_head(version_dir: Path, feature_shape: tuple[int, int, int]) -> LoadedHead:
+    """A version's head and serving settings (see `LoadedHead`)."""
     from classifier.model import HeadSpec, build_head
-    from classifier.predictor import load_npz_weights, read_version_config
+    from classifier.predictor import DecisionRule, load_npz_weights, read_version_config
 
     cfg = read_version_config(version_dir)
     head = build_head(HeadSpec.from_json(cfg["head"]), feature_shape)
     head.set_weights(load_npz_weights(version_dir / "head.npz"))
-    return head, list(cfg["outputs"]), list(cfg.get("tta", ["orig"]))
+    return LoadedHead(
+        head,
+        list(cfg["outputs"]),
+        list(cfg.get("tta", ["orig"])),
+        DecisionRule.from_json(cfg.get("decision", {})),
+        cfg.get("tta_exit"),
+    )
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -722,14 +751,15 @@ def _run_locked(
 
         # 7. score both on the same evaluation set
         t0 = time.perf_counter()
-        champ_head, champ_outputs, champ_tta = load_head(champ_dir, backbone.feature_shape)
-        views = list(dict.fromkeys([*champ_tta, *fit.config.tta]))
+        champ = load_head(champ_dir, backbone.feature_shape)
+        views = list(dict.fromkeys([*champ.tta, *fit.config.tta]))
         feats, idx = aligned_features(val, backbone, cache_dir, views)
         by_view = dict(zip(views, feats, strict=True))
         y_true = [val[i].label for i in idx]
-        champ_pred = predicted_labels(champ_head, champ_outputs, [by_view[v] for v in champ_tta])
+        champ_views = [by_view[v] for v in champ.tta]
+        champ_pred = predicted_labels(champ.head, champ.outputs, champ_views, champ.rule, champ.tta_exit)
         chall_views = [by_view[v] for v in fit.config.tta]
-        chall_pred = predicted_labels(fit.head, fit.outputs, chall_views)
+        chall_pred = predicted_labels(fit.head, fit.outputs, chall_views, fit.rule, fit.tta_exit)
         champ_scores = score_predictions(y_true, champ_pred)
         chall_scores = score_predictions(y_true, chall_pred)
         policy = PromotionPolicy(

@@ -194,10 +194,10 @@ def target_accuracy(
     from classifier.dataset import LabelledImage
     from classifier.retrain import aligned_features, load_head, predicted_labels
 
-    head, outputs, tta = load_head(version_dir, backbone.feature_shape)
+    loaded = load_head(version_dir, backbone.feature_shape)
     items = [LabelledImage(p, label, "val") for p in photos]
-    feats, idx = aligned_features(items, backbone, cache, tta)
-    pred = predicted_labels(head, outputs, feats)
+    feats, idx = aligned_features(items, backbone, cache, loaded.tta)
+    pred = predicted_labels(loaded.head, loaded.outputs, feats, loaded.rule, loaded.tta_exit)
     return sum(p == label for p in pred) / max(1, len(idx))
 
 
