@@ -17,7 +17,10 @@ effect before TensorFlow is imported):
 
 Variants (``--variants``): ``fp32`` (default oneDNN), ``xla`` (``jit_compile=True``), ``bf16`` (Keras
 mixed_bfloat16: AVX512_BF16 kernels through oneDNN), ``xla-bf16``, ``onednn-off`` (TF_ENABLE_ONEDNN_OPTS=0),
-``threads1`` (one intra-op thread); a ``-tta`` suffix adds the flip view (as the shipped version serves).
+``threads1`` (one intra-op thread); a ``-tta`` suffix always adds the flip view; a ``-served`` suffix
+serves the version as the bot does: its test-time views with its fitted early exit (the flip view only
+when the original view is not already confident enough; `classifier.predictor.combine_views`). The share
+of photos that needed the second pass is reported as ``two_pass_share``.
 """
 
 from __future__ import annotations
@@ -109,7 +112,9 @@ def original_path(args: argparse.Namespace, predictor: Any) -> Any:
 
 
 BASE_VARIANTS = ("fp32", "xla", "bf16", "xla-bf16", "onednn-off", "threads1")
-VARIANTS = BASE_VARIANTS + tuple(f"{v}-tta" for v in BASE_VARIANTS)
+VARIANTS = (
+    BASE_VARIANTS + tuple(f"{v}-tta" for v in BASE_VARIANTS) + tuple(f"{v}-served" for v in BASE_VARIANTS)
+)
 
 
 def run_variant(args: argparse.Namespace, variant: str) -> dict[str, Any]:
@@ -135,7 +140,12 @@ def run_variant(args: argparse.Namespace, variant: str) -> dict[str, Any]:
     predictor = Predictor.load(
         registry.version_dir(version),
         args.weights,
-        tta=["orig", "flip"] if variant.endswith("-tta") else ["orig"],
+        tta=None
+        if variant.endswith("-served")
+        else ["orig", "flip"]
+        if variant.endswith("-tta")
+        else ["orig"],
+        tta_exit="version" if variant.endswith("-served") else None,
         jit_compile=variant.startswith("xla"),
         bfloat16="bf16" in variant,
     )
@@ -147,11 +157,12 @@ def run_variant(args: argparse.Namespace, variant: str) -> dict[str, Any]:
         if original is not None:
             original(b)
     out["warmup_s"] = round(time.perf_counter() - t, 2)
-    lat, olat, labels = [], [], []
+    lat, olat, labels, passes = [], [], [], []
     for b in blobs:  # ours and the original path interleaved, so both see the same load on a shared CPU
         t = time.perf_counter()
         p = predictor.classify_bytes(b)
         lat.append((time.perf_counter() - t) * 1000)
+        passes.append(predictor.last_views)
         labels.append(p.label)
         if original is not None:
             t = time.perf_counter()
@@ -162,6 +173,7 @@ def run_variant(args: argparse.Namespace, variant: str) -> dict[str, Any]:
     out["p95_ms"] = round(percentile(lat, 95), 1)
     out["mean_ms"] = round(statistics.fmean(lat), 1)
     out["peak_rss_mb"] = round(peak_rss_mb(), 0)
+    out["two_pass_share"] = round(sum(n > 1 for n in passes) / len(passes), 3)
     out["labels"] = labels
     if olat:
         out["original_p50_ms"] = round(statistics.median(olat), 1)
