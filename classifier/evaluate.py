@@ -30,6 +30,11 @@ ORIGINAL_FIVE = ("bench_press", "hyperextension_bench", "leg_press", "plyo_box",
 ECE_BINS = 15
 #: Early-exit thresholds tried by `fit_tta_exit`, lowest (most exits) first.
 TTA_EXIT_GRID = (0.85, 0.9, 0.95, 0.97, 0.98, 0.99, 0.995, 0.999)
+#: A threshold t qualifies only if t - TTA_EXIT_MARGIN qualifies too: the features are fitted in float32, but
+#: the bot serves in bfloat16 on AVX512_BF16 CPUs, where a softmax output near 1 moves in steps of
+#: 2**-8 ~ 0.004 (bfloat16 keeps 8 significant bits); 0.01 is about 2.5 such steps. Measured on v0002: one
+#: held-out OOD photo at 0.9765 in float32 reads 0.9805 in bfloat16, so 0.98 without margin let it exit.
+TTA_EXIT_MARGIN = 0.01
 
 
 def equipment_probs(probs: np.ndarray, outputs: Sequence[str]) -> np.ndarray:
@@ -239,16 +244,19 @@ def fit_tta_exit(
     real_true: Sequence[int] | np.ndarray,
     ood_views: Sequence[np.ndarray],
     grid: Sequence[float] = TTA_EXIT_GRID,
+    margin: float = TTA_EXIT_MARGIN,
 ) -> tuple[float | None, dict[str, float]]:
     """The lowest early-exit threshold (`classifier.predictor.combine_views`) that loses nothing against
-    averaging every test-time view, on validation photos and held-out OOD photos.
+    averaging every test-time view, on validation photos and held-out OOD photos, with a safety margin.
 
     real_views / ood_views: per view, float (N, n_outputs) probabilities (first view = original image);
     real_true: int equipment indices (N,). "Loses nothing" means: top-1 accuracy, share of real photos
     answered confident, precision of those answers, and share of OOD photos not answered confident are all
-    >= their values with every view averaged. Returns (threshold or None when no threshold qualifies or
-    there is only one view, report with ``threshold``, ``exit_share`` = share of real photos that skip the
-    other views, and the four measures for both ways).
+    >= their values with every view averaged, at the threshold and at threshold - ``margin`` (see
+    TTA_EXIT_MARGIN). Returns (threshold, report with ``threshold``, ``exit_share`` = share of real photos
+    that skip the other views, and the four measures both ways). The threshold is None (always average every
+    view) when there is one view, no validation photo, no qualifying threshold, or no validation photo that
+    would exit at it (no evidence for any threshold).
     """
     outs = list(outputs)
     y = np.asarray(real_true, dtype=np.int64)
@@ -269,11 +277,20 @@ def fit_tta_exit(
     report: dict[str, float] = {f"all_views_{k}": round(v, 4) for k, v in full.items()}
     if len(real_views) < 2 or len(y) == 0:
         return None, {**report, "exit_share": 0.0}
-    for threshold in grid:
+
+    def served(threshold: float) -> dict[str, float]:
         real = combine_views(list(real_views), outs, rule, threshold)
-        m = measures(real, combine_views(list(ood_views), outs, rule, threshold))
-        if all(m[k] >= full[k] - 1e-9 for k in full):
+        return measures(real, combine_views(list(ood_views), outs, rule, threshold))
+
+    def qualifies(m: dict[str, float]) -> bool:
+        return all(m[k] >= full[k] - 1e-9 for k in full)
+
+    for threshold in grid:
+        m = served(threshold)
+        if qualifies(m) and qualifies(served(threshold - margin)):
             share = float(np.mean([exits_early(p, outs, rule, threshold) for p in np.asarray(real_views[0])]))
+            if share == 0.0:  # higher thresholds exit even less: nothing supports an early exit
+                break
             return threshold, {
                 **report,
                 **{f"early_exit_{k}": round(v, 4) for k, v in m.items()},

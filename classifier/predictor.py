@@ -190,7 +190,8 @@ class Predictor:
         """Load a version folder. ``vgg16_weights``: ``"imagenet"``, a file path, or None (random init,
         tests). Pass an already loaded ``backbone`` to share it. ``tta`` overrides the version's test-time
         views; ``tta_exit`` the version's early-exit threshold (None: always run every view; ``"version"``:
-        the fitted ``tta_exit`` in head.json, absent in versions older than v0002); ``jit_compile`` compiles
+        the fitted ``tta_exit`` in head.json when ``tta`` is the version's own, absent in versions older
+        than v0002; a float: that threshold, applied to the first of ``tta``); ``jit_compile`` compiles
         the forward pass with XLA; ``bfloat16`` computes in bfloat16 (Keras
         ``mixed_bfloat16`` policy, float32 weights; benchmark option). Raises BackboneMismatchError,
         FileNotFoundError, KeyError/ValueError for malformed versions."""
@@ -210,8 +211,12 @@ class Predictor:
         outputs = list(cfg["outputs"])
         weights = load_npz_weights(version_dir / "head.npz")
         rule = DecisionRule.from_json(cfg.get("decision", {}))
-        tta = list(tta or cfg.get("tta", ["orig"]))
-        exit_threshold = cfg.get("tta_exit") if tta_exit == "version" else tta_exit
+        version_tta = list(cfg.get("tta", ["orig"]))
+        tta = list(tta or version_tta)
+        # The fitted exit belongs to the version's own views (original first); other views run in full.
+        exit_threshold = (
+            (cfg.get("tta_exit") if tta == version_tta else None) if tta_exit == "version" else tta_exit
+        )
         spec = InputSpec(int(cfg["input"]["size"]), cfg["input"]["normalisation"])
         if cfg["kind"] == "scratch":
             backbone = None

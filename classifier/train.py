@@ -262,6 +262,10 @@ def fit_version(
 
     val_views, val_idx, f = _aligned_views(val, backbone, cache_dir, config.tta, progress)
     failed.update(f)
+    if not val_idx:
+        raise ValueError(
+            f"no readable validation images (of {len(val)}): add photos per class or raise --val-fraction"
+        )
     val_true = np.array([labels.index(val[i].label) for i in val_idx], dtype=np.int64)
     hold_views, _, f = _aligned_views(ood_hold, backbone, cache_dir, config.tta, progress)
     failed.update(f)
@@ -468,9 +472,7 @@ def model_card(fit: FitResult, cfg: dict[str, Any], metrics: dict[str, Any], not
         f"- Created: {metrics['created']}",
         f"- Kind: `{fit.kind}`; head: `{json_compact(fit.spec.to_json())}`; outputs: {len(fit.outputs)}",
         f"- Input: {fit.input_spec.size}x{fit.input_spec.size} {fit.input_spec.normalisation}; "
-        f"test-time views: {', '.join(fit.config.tta)} (early exit after the first view when it is confident "
-        f"with top probability >= {fit.tta_exit}; share of validation photos that exit early: "
-        f"{fit.metrics.get('tta_exit', {}).get('exit_share', 0.0)}); "
+        f"test-time views: {', '.join(fit.config.tta)} ({tta_exit_text(fit)}); "
         f"head weights stored as {cfg['weights_dtype']}",
         f"- Training config: `{json_compact(fit.config.to_json())}`",
         "",
@@ -531,6 +533,17 @@ def model_card(fit: FitResult, cfg: dict[str, Any], metrics: dict[str, Any], not
     if notes:
         lines += ["", "## Notes", "", notes]
     return "\n".join(lines) + "\n"
+
+
+def tta_exit_text(fit: FitResult) -> str:
+    """Model-card phrase for the TTA early exit of ``fit``."""
+    if fit.tta_exit is None:
+        return "every view on every photo, no early exit"
+    share = fit.metrics.get("tta_exit", {}).get("exit_share", 0.0)
+    return (
+        f"early exit after the first view when it is confident with top probability >= {fit.tta_exit}; "
+        f"{share:.1%} of validation photos exit early"
+    )
 
 
 def json_compact(obj: Any) -> str:

@@ -106,3 +106,78 @@ def test_versions_without_the_field_never_exit(tiny_env, tmp_path: Path) -> None
     assert p.tta_exit is None
     p.probabilities(np.zeros(p.spec.shape, np.float32))
     assert p.last_views == 2
+
+
+def test_fit_tta_exit_keeps_a_margin_for_bfloat16_serving() -> None:
+    # An OOD photo whose original view reads 0.975 (float32): 0.98 alone would be safe, but bfloat16 serving
+    # can read it as 0.98 and exit; with the 0.01 margin the fit moves on to 0.99.
+    real = [np.array([[0.999, 0.0, 0.0, 0.001]], np.float32)] * 2
+    ood = [np.array([[0.975, 0.0, 0.0, 0.025]], np.float32), np.array([[0.2, 0.1, 0.1, 0.6]], np.float32)]
+    y = np.array([0])
+    assert fit_tta_exit(OUTPUTS, RULE, real, y, ood, grid=(0.98, 0.99), margin=0.0)[0] == 0.98
+    assert fit_tta_exit(OUTPUTS, RULE, real, y, ood, grid=(0.98, 0.99))[0] == 0.99
+
+
+def test_fit_tta_exit_without_evidence_is_none() -> None:
+    # No validation photo reaches the grid: every threshold trivially "loses nothing", none is supported.
+    real = [np.array([[0.7, 0.2, 0.05, 0.05]], np.float32), np.array([[0.6, 0.3, 0.05, 0.05]], np.float32)]
+    threshold, report = fit_tta_exit(OUTPUTS, RULE, real, np.array([0]), [np.zeros((0, 4), np.float32)] * 2)
+    assert threshold is None and report["exit_share"] == 0.0
+
+
+def test_overriding_the_views_drops_the_version_exit(tiny_env) -> None:
+    vdir = tiny_env.models / "v0001"
+    assert Predictor.load(vdir, str(tiny_env.weights), tta=["flip", "orig"]).tta_exit is None
+    assert Predictor.load(vdir, str(tiny_env.weights), tta=["flip", "orig"], tta_exit=0.9).tta_exit == 0.9
+
+
+def test_retrain_scores_a_head_as_served() -> None:
+    """`classifier.retrain.predicted_labels` applies the version's rule and exit like the predictor."""
+    import keras
+
+    from classifier.model import HeadSpec, build_head
+    from classifier.retrain import predicted_labels
+
+    keras.utils.set_random_seed(3)
+    head = build_head(HeadSpec(hidden=8, n_outputs=4), (1, 1, 6))
+    rng = np.random.default_rng(0)
+    views = [rng.normal(0, 3, (40, 1, 1, 6)).astype(np.float32) for _ in range(2)]
+    per_view = [np.asarray(head.predict(v, verbose=0)) for v in views]
+    rule = DecisionRule(confident_threshold=0.4, other_threshold=0.9)
+    for threshold in (None, 0.5):
+        expected = combine_views(per_view, OUTPUTS, rule, threshold)[:, :3].argmax(1)
+        got = predicted_labels(head, OUTPUTS, views, rule, threshold)
+        assert got == [OUTPUTS[i] for i in expected]
+    assert predicted_labels(head, OUTPUTS, views, rule, 0.5) != predicted_labels(head, OUTPUTS, views)
+
+
+def test_model_card_states_the_exit(tiny_env) -> None:
+    card = (tiny_env.models / "v0001" / "model_card.md").read_text()
+    cfg = json.loads((tiny_env.models / "v0001" / "head.json").read_text())
+    assert ">= None" not in card
+    if cfg["tta_exit"] is None:
+        assert "no early exit" in card
+    else:
+        assert f">= {cfg['tta_exit']}" in card
+
+
+def test_fit_version_without_validation_photos_is_a_clear_error(tmp_path: Path) -> None:
+    from classifier.dataset import LabelledImage
+    from classifier.model import HeadSpec, load_backbone
+    from classifier.train import TrainConfig, fit_version
+    from tests.classifier.helpers import make_folder_dataset
+
+    ds = make_folder_dataset(tmp_path / "ds", per_class=3, ood=0)
+    train = [LabelledImage(p, p.parent.name) for p in sorted(ds.glob("*_thing/*"))]
+    unreadable = tmp_path / "red_thing.png"
+    unreadable.write_bytes(b"not an image")
+    with pytest.raises(ValueError, match="no readable validation images"):
+        fit_version(
+            train,
+            [LabelledImage(unreadable, "red_thing", "val")],
+            [],
+            load_backbone(None, 32),
+            None,
+            TrainConfig(epochs=1, head=HeadSpec(hidden=4)),
+            progress=False,
+        )
