@@ -137,26 +137,48 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     import numpy as np
     from tqdm import tqdm
 
-    from classifier.evaluate import ORIGINAL_FIVE, confusion_text, equipment_probs, evaluate, plot_confusion
+    from classifier.dataset import split_holdout
+    from classifier.evaluate import (
+        ORIGINAL_FIVE,
+        confusion_text,
+        decision_report,
+        equipment_probs,
+        evaluate,
+        plot_confusion,
+    )
     from classifier.preprocess import preprocess
 
     s = _settings(args)
     predictor = _load_predictor(s, args.version, args.bfloat16)
-    _, val, _ = load_base_dataset(Path(args.data), args.val_fraction)
+    _, val, ood = load_base_dataset(Path(args.data), args.val_fraction)
     val = [it for it in val if it.label in predictor.labels]
-    probs, truth = [], []
-    for it in tqdm(val, desc="evaluate", unit="img", disable=args.quiet):
-        try:
-            x = preprocess(it.path.read_bytes(), predictor.spec)
-        except (OSError, ImageDecodeError) as exc:
-            print(f"skipped unreadable image {it.path}: {exc}", file=sys.stderr)
-            continue
-        probs.append(predictor.probabilities(x))
-        truth.append(predictor.labels.index(it.label))
-    p = np.array(probs).reshape(len(probs), len(predictor.outputs))
+    # The OOD photos the version held out of training (same deterministic split as `fit_version`).
+    registry = Registry(s.models_dir)
+    config = registry.read_json(predictor.version, "metrics.json").get("config", {})
+    _, ood_held = split_holdout(ood, float(config.get("ood_holdout", 0.4)), salt="ood")
+    passes: list[int] = []
+
+    def run(items: list[LabelledImage], desc: str) -> tuple[np.ndarray, list[int]]:
+        probs, kept = [], []
+        for i, it in enumerate(tqdm(items, desc=desc, unit="img", disable=args.quiet)):
+            try:
+                x = preprocess(it.path.read_bytes(), predictor.spec)
+            except (OSError, ImageDecodeError) as exc:
+                print(f"skipped unreadable image {it.path}: {exc}", file=sys.stderr)
+                continue
+            probs.append(predictor.probabilities(x))
+            passes.append(predictor.last_views)
+            kept.append(i)
+        return np.array(probs, dtype=np.float32).reshape(len(probs), len(predictor.outputs)), kept
+
+    p, kept = run(val, "evaluate")
+    truth = [predictor.labels.index(val[i].label) for i in kept]
+    p_ood, _ = run(ood_held, "held-out OOD")
     metrics = evaluate(
         truth, equipment_probs(p, predictor.outputs), predictor.labels, {"original_five": ORIGINAL_FIVE}
     )
+    metrics["decision"] = decision_report(predictor.rule, predictor.outputs, p, truth, p_ood)
+    metrics["two_pass_share"] = round(sum(n > 1 for n in passes) / max(1, len(passes)), 4)
     metrics["model_version"] = predictor.version
     if args.out:
         out = Path(args.out)
@@ -173,6 +195,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     five_n = metrics.get("subset_n", {}).get("original_five", "?")
     five = metrics["subset_top1"]["original_five"]
     print(f"original five top-1 {five:.4f}  n={five_n} (of {metrics['n']})")
+    d = metrics["decision"]
+    print(
+        f"confident on real {d['accept']:.3f} (precision {d['confident_precision']:.3f}); held-out OOD not "
+        f"confident {d['ood_rejection']:.3f} of {d['ood_n']}; photos needing a second TTA pass "
+        f"{metrics['two_pass_share']:.3f}"
+    )
     print(f"{'class':24s} precision recall support")
     for lab, pc in metrics["per_class"].items():
         print(f"{lab:24s} {pc['precision']:9.3f} {pc['recall']:6.3f} {pc['support']:7d}")

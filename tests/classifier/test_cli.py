@@ -83,6 +83,10 @@ def test_evaluate_writes_json_and_png(tiny_env, tmp_path: Path, capsys: pytest.C
     metrics = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert {"top1", "top3", "ece", "per_class", "confusion_matrix"} <= set(metrics)
     assert sum(map(sum, metrics["confusion_matrix"])) == metrics["n"] > 0
+    # the decision as served, on the same held-out OOD photos the version was fitted with
+    trained = Registry(tiny_env.models).read_json("v0001", "metrics.json")["decision"]
+    assert metrics["decision"]["ood_n"] == trained["ood_n"] > 0
+    assert metrics["decision"]["real_n"] == metrics["n"] and 0.0 <= metrics["two_pass_share"] <= 1.0
     assert json.loads((out / "metrics.json").read_text())["n"] == metrics["n"]
     assert (out / "confusion_matrix.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
