@@ -81,14 +81,15 @@ def photos(data: Path, n: int) -> list[Path]:
 
 def original_path(args: argparse.Namespace, predictor: Any) -> Any:
     """The original experiment's serving path: ``vgg16.predict`` then a separately loaded top model's
-    ``predict`` (Flatten -> Dense(256, relu) -> Dropout(0.5) -> softmax), float32, per image."""
+    ``predict`` (Flatten -> Dense(256, relu) -> Dropout(0.5) -> softmax), float32, per image, at the
+    experiment's 224x224 input whatever size the benchmarked version uses."""
     import keras
     from keras import layers
 
     from classifier.model import load_backbone
-    from classifier.preprocess import preprocess
+    from classifier.preprocess import VGG16_224, preprocess
 
-    vgg = load_backbone(args.weights).model
+    vgg = load_backbone(args.weights, VGG16_224.size).model
     top = keras.Sequential(
         [
             keras.Input(shape=vgg.output_shape[1:]),
@@ -104,7 +105,7 @@ def original_path(args: argparse.Namespace, predictor: Any) -> Any:
     top = keras.models.load_model(top_path)  # "a separately loaded top model"
 
     def run(b: bytes) -> Any:
-        x = preprocess(b, predictor.spec)[None]
+        x = preprocess(b, VGG16_224)[None]
         feats = vgg.predict(x, verbose=0)
         return top.predict(feats, verbose=0)[0]
 
