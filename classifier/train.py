@@ -278,9 +278,9 @@ def fit_version(
         hold_per_view = [np.zeros((0, len(outputs)), np.float32)] * len(val_per_view)
     rule, _ = fit_decision_rule(
         outputs,
-        combine_views(val_per_view, outputs, DecisionRule(), None),
+        np.mean(val_per_view, axis=0),
         val_true,
-        combine_views(hold_per_view, outputs, DecisionRule(), None),
+        np.mean(hold_per_view, axis=0),
         config.min_confident_precision,
     )
     exit_threshold, exit_report = (
