@@ -137,7 +137,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     import numpy as np
     from tqdm import tqdm
 
-    from classifier.dataset import split_holdout
+    from classifier.dataset import split_ood
     from classifier.evaluate import (
         ORIGINAL_FIVE,
         confusion_text,
@@ -147,6 +147,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         plot_confusion,
     )
     from classifier.preprocess import preprocess
+    from classifier.train import TrainConfig
 
     s = _settings(args)
     predictor = _load_predictor(s, args.version, args.bfloat16)
@@ -155,7 +156,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     # The OOD photos the version held out of training (same deterministic split as `fit_version`).
     registry = Registry(s.models_dir)
     config = registry.read_json(predictor.version, "metrics.json").get("config", {})
-    _, ood_held = split_holdout(ood, float(config.get("ood_holdout", 0.4)), salt="ood")
+    _, ood_held = split_ood(ood, float(config.get("ood_holdout", TrainConfig.ood_holdout)))
     passes: list[int] = []
 
     def run(items: list[LabelledImage], desc: str) -> tuple[np.ndarray, list[int]]:

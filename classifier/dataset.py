@@ -108,6 +108,15 @@ def split_holdout(
     return kept, held
 
 
+def split_ood(
+    items: Sequence[LabelledImage], fraction: float
+) -> tuple[list[LabelledImage], list[LabelledImage]]:
+    """(trains ``__other__``, held out) OOD photos: `split_holdout` with the one salt every version, the
+    ``evaluate`` command and the experiment scripts share, so they all hold out the same photos. ``fraction``
+    (0-1) is a version's ``ood_holdout`` (`classifier.train.TrainConfig`)."""
+    return split_holdout(items, fraction, salt="ood")
+
+
 @dataclass
 class BottleneckFeatures:
     """Result of `extract_bottleneck_features`.

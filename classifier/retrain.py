@@ -43,7 +43,7 @@ import time
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import NoDecode, SettingsConfigDict
@@ -51,6 +51,9 @@ from pydantic_settings import NoDecode, SettingsConfigDict
 from classifier.dataset import IMAGE_EXTENSIONS, OTHER_LABEL, LabelledImage, load_base_dataset
 from classifier.settings import ClassifierSettings
 from db.settings import DatabaseSettings
+
+if TYPE_CHECKING:
+    from classifier.predictor import DecisionRule
 
 log = logging.getLogger("classifier.retrain")  # also when run as __main__
 
@@ -467,7 +470,7 @@ def predicted_labels(
     head: Any,
     outputs: Sequence[str],
     views: Sequence[Any],
-    rule: Any = None,
+    rule: DecisionRule | None = None,
     tta_exit: float | None = None,
 ) -> list[str]:
     """Top-1 equipment label per image as the version serves it: TTA-averaged probabilities, or the first
@@ -484,7 +487,9 @@ def predicted_labels(
     if not views or len(views[0]) == 0:
         return []
     per_view = [head_probabilities(head, [v]) for v in views]
-    combined = combine_views(per_view, list(outputs), rule, tta_exit if rule is not None else None)
+    combined = (
+        np.mean(per_view, axis=0) if rule is None else combine_views(per_view, list(outputs), rule, tta_exit)
+    )
     probs = equipment_probs(combined, outputs)
     return [labels[i] for i in np.argmax(probs, axis=1)]
 
@@ -497,7 +502,7 @@ class LoadedHead:
     head: Any
     outputs: list[str]
     tta: list[str]
-    rule: Any
+    rule: DecisionRule
     tta_exit: float | None
 
 

@@ -40,7 +40,7 @@ from classifier.dataset import (
     class_counts,
     extract_bottleneck_features,
     load_images,
-    split_holdout,
+    split_ood,
 )
 from classifier.evaluate import (
     ORIGINAL_FIVE,
@@ -236,7 +236,7 @@ def fit_version(
     unknown = {it.label for it in val} - set(labels)
     if unknown:
         raise ValueError(f"validation labels not in training labels: {sorted(unknown)}")
-    ood_train, ood_hold = split_holdout(list(ood), config.ood_holdout, salt="ood")
+    ood_train, ood_hold = split_ood(list(ood), config.ood_holdout)
     outputs = labels + ([OTHER_LABEL] if config.other_class and ood_train else [])
     train_items = [it for it in train if it.label in labels] + (ood_train if OTHER_LABEL in outputs else [])
     index_of = {lab: i for i, lab in enumerate(outputs)}

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from classifier.dataset import OTHER_LABEL, LabelledImage, extract_bottleneck_features, split_holdout
+from classifier.dataset import OTHER_LABEL, LabelledImage, extract_bottleneck_features, split_ood
 from classifier.evaluate import ORIGINAL_FIVE, equipment_probs, evaluate, fit_decision_rule
 from classifier.model import Backbone, HeadSpec, load_backbone
 from classifier.train import TrainConfig, head_probabilities, train_head
@@ -38,7 +38,7 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
     from classifier.dataset import load_base_dataset
 
     train, val, ood = load_base_dataset(Path(args.data))
-    ood_train, ood_hold = split_holdout(ood, 0.4, salt="ood")
+    ood_train, ood_hold = split_ood(ood, TrainConfig().ood_holdout)
     labels = sorted({it.label for it in train})
     bb = load_backbone(args.weights)
     cache = Path(args.cache)

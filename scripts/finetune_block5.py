@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from classifier.dataset import OTHER_LABEL, LabelledImage, class_counts, load_base_dataset, split_holdout
+from classifier.dataset import OTHER_LABEL, LabelledImage, class_counts, load_base_dataset, split_ood
 from classifier.evaluate import ORIGINAL_FIVE, equipment_probs, evaluate, fit_decision_rule
 from classifier.finetune import (
     Block5FineTune,
@@ -43,12 +43,16 @@ def main() -> None:
     args = p.parse_args()
 
     train, val, ood = load_base_dataset(Path(args.data))
-    ood_train, ood_hold = split_holdout(ood, 0.4, salt="ood")
+    ood_train, ood_hold = split_ood(ood, TrainConfig().ood_holdout)
     labels = sorted({it.label for it in train})
     outputs = [*labels, OTHER_LABEL]
     train_items = train + ood_train
     counts = class_counts(train_items)
-    thin = [it for it in train_items if counts[it.label] <= 150 and it.label != OTHER_LABEL]
+    thin = [
+        it
+        for it in train_items
+        if counts[it.label] <= TrainConfig().thin_class_max and it.label != OTHER_LABEL
+    ]
     bb = load_backbone(args.weights)
     b4 = trunk_to_block4(bb)
     cache = Path(args.cache)
