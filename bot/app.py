@@ -63,7 +63,13 @@ def build_application(
     if classifier is None:
         from classifier.serving import ClassifierService
 
-        classifier = ClassifierService(settings.models_dir, settings.vgg16_weights)
+        classifier = ClassifierService(
+            settings.models_dir,
+            settings.vgg16_weights,
+            precision=settings.classifier_precision,
+            training_data_dir=settings.training_data_dir,
+            cache_dir=settings.data_dir / "cache",
+        )
     if session_factory is None:
         from db.session import make_engine, make_session_factory
 

@@ -11,6 +11,9 @@ Settings (MODELS_DIR, DATA_DIR, VGG16_WEIGHTS) come from the environment / ``.en
 * ``evaluate [--version V] --data DIR [--out DIR] [--json]``: top-1/top-3, per-class precision/recall,
   confusion matrix (text, and PNG + JSON in --out), calibration error of a saved version on DIR's
   validation split, through the serving path (bytes -> Predictor).
+* ``--precision float32|bfloat16|int8`` (evaluate, predict; default float32): compute as the bot does on
+  this CPU. int8 is calibrated on TRAINING_DATA_DIR's training photos (for evaluate: ``--data``'s when
+  TRAINING_DATA_DIR is unset) and cached under ``DATA_DIR/cache/int8`` (`classifier.quantize`).
 * ``predict [--json] [--version V] IMAGE...``: one line per image; with ``--json`` one JSON object per line
   ``{"path", "label", "confidence", "decision", "top_k": [[label, p], ...], "model_version"}``, or
   ``{"path", "error"}`` for an unreadable file; exit status 0 unless no model could be loaded.
@@ -35,6 +38,8 @@ from classifier.settings import ClassifierSettings
 from classifier.types import BackboneMismatchError, ImageDecodeError
 
 log = logging.getLogger("classifier")
+
+PRECISIONS = ("float32", "bfloat16", "int8")
 
 
 def _settings(args: argparse.Namespace) -> ClassifierSettings:
@@ -96,19 +101,40 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _load_predictor(s: ClassifierSettings, version: str | None, bfloat16: bool = False) -> Any:
-    from classifier.predictor import Predictor
+def _load_predictor(
+    s: ClassifierSettings, version: str | None, precision: str = "float32", calibration: Path | None = None
+) -> Any:
+    """Load ``version`` (default: the champion) in ``precision``; int8 is calibrated on TRAINING_DATA_DIR
+    or else ``calibration`` (a base data set). Raises RegistryError, ValueError (int8 without photos)."""
+    from classifier.predictor import Int8Source, Predictor
+    from classifier.quantize import calibration_photos
 
     registry = Registry(s.models_dir)
     name = version or registry.champion()
     if name is None:
         raise RegistryError(f"no champion model in {s.models_dir}; train one or pass --version")
-    return Predictor.load(registry.version_dir(name), _weights_arg(s.vgg16_weights), bfloat16=bfloat16)
+    int8 = None
+    if precision == "int8":
+        source = s.training_data_dir or calibration
+        photos = calibration_photos(Path(source)) if source else []
+        if not photos:
+            raise ValueError("--precision int8 needs calibration photos: set TRAINING_DATA_DIR to a data set")
+        int8 = Int8Source(tuple(it.path for it in photos), s.data_dir / "cache")
+    return Predictor.load(
+        registry.version_dir(name),
+        _weights_arg(s.vgg16_weights),
+        bfloat16=precision == "bfloat16",
+        int8=int8,
+    )
+
+
+def _precision(args: argparse.Namespace) -> str:
+    return "bfloat16" if args.bfloat16 else str(args.precision)
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
     s = _settings(args)
-    predictor = _load_predictor(s, args.version, args.bfloat16)
+    predictor = _load_predictor(s, args.version, _precision(args))
     for image in args.images:
         out: dict[str, Any] = {"path": image}
         try:
@@ -150,7 +176,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from classifier.train import TrainConfig
 
     s = _settings(args)
-    predictor = _load_predictor(s, args.version, args.bfloat16)
+    predictor = _load_predictor(s, args.version, _precision(args), Path(args.data))
     _, val, ood = load_base_dataset(Path(args.data), args.val_fraction)
     val = [it for it in val if it.label in predictor.labels]
     # The OOD photos the version held out of training (same deterministic split as `fit_version`).
@@ -181,6 +207,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     metrics["decision"] = decision_report(predictor.rule, predictor.outputs, p, truth, p_ood)
     metrics["two_pass_share"] = round(sum(n > 1 for n in passes) / max(1, len(passes)), 4)
     metrics["model_version"] = predictor.version
+    metrics["precision"] = predictor.precision
     if args.out:
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
@@ -191,7 +218,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(metrics))
         return 0
-    head = f"{predictor.version}: top-1 {metrics['top1']:.4f}  top-3 {metrics['top3']:.4f}"
+    head = f"{predictor.version} ({predictor.precision}): top-1 {metrics['top1']:.4f}"
+    head += f"  top-3 {metrics['top3']:.4f}"
     print(f"{head}  ECE {metrics['ece']:.4f}")
     five_n = metrics.get("subset_n", {}).get("original_five", "?")
     five = metrics["subset_top1"]["original_five"]
@@ -284,13 +312,15 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--val-fraction", type=float, default=0.15)
     e.add_argument("--out", help="folder for metrics.json and confusion_matrix.png")
     e.add_argument("--json", action="store_true")
-    e.add_argument("--bfloat16", action="store_true", help="compute in bfloat16 (as the bot on AVX512_BF16)")
+    e.add_argument("--precision", choices=PRECISIONS, default="float32", help="as the bot computes")
+    e.add_argument("--bfloat16", action="store_true", help="same as --precision bfloat16")
     e.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("predict", help="classify image files")
     p.add_argument("--version")
     p.add_argument("--json", action="store_true", help="one JSON object per line")
-    p.add_argument("--bfloat16", action="store_true", help="compute in bfloat16 (as the bot on AVX512_BF16)")
+    p.add_argument("--precision", choices=PRECISIONS, default="float32", help="as the bot computes")
+    p.add_argument("--bfloat16", action="store_true", help="same as --precision bfloat16")
     p.add_argument("images", nargs="+")
     p.set_defaults(func=cmd_predict)
 

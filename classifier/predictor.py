@@ -16,6 +16,9 @@ Test-time augmentation with an early exit (`combine_views`): the original view r
 already a confident answer with top probability >= the version's ``tta_exit`` threshold, the mirrored view is
 skipped. The threshold is fitted on validation data (`classifier.evaluate.fit_tta_exit`) as the lowest one
 that loses nothing against always averaging both views, so most photos cost one backbone pass, not two.
+
+Precision: float32, bfloat16 (Keras ``mixed_bfloat16``) or int8 (`classifier.quantize`: the fused model
+quantized after training and run with LiteRT; needs calibration photos, see `Int8Source`).
 """
 
 from __future__ import annotations
@@ -41,6 +44,17 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 TOP_K = 3
+
+Precision = Literal["float32", "bfloat16", "int8"]
+
+
+@dataclass(frozen=True)
+class Int8Source:
+    """Where an int8 backbone comes from: calibration ``photos`` (image files of the base data set,
+    `classifier.quantize.calibration_photos`) and the ``cache_dir`` holding converted backbones."""
+
+    photos: tuple[Path, ...]
+    cache_dir: Path
 
 
 @dataclass(frozen=True)
@@ -124,6 +138,26 @@ def combine_views(
     return np.where(keep[:, None], first, mean).astype(np.float32)
 
 
+def _int8_forward(backbone: Backbone, head: keras.Model, spec: InputSpec, int8: Int8Source) -> Any:
+    """float32 (1, S, S, C) -> float32 (n_outputs,): the int8 backbone (`classifier.quantize`, converted once
+    per backbone, input size and calibration set, then cached) followed by the float32 head."""
+    import tensorflow as tf
+
+    from classifier.quantize import Int8Model, build_or_load_int8, int8_cache_key
+
+    key = int8_cache_key(backbone.identity.cache_key, int8.photos)
+    trunk = Int8Model(build_or_load_int8(backbone.model, spec, int8.photos, int8.cache_dir, key))
+
+    @tf.function(input_signature=[tf.TensorSpec((1, *backbone.feature_shape), tf.float32)])
+    def head_forward(features: Any) -> Any:
+        return head(features, training=False)[0]
+
+    def forward(x: np.ndarray) -> np.ndarray:
+        return np.asarray(head_forward(trunk(x)), dtype=np.float32)
+
+    return forward
+
+
 def read_version_config(version_dir: Path) -> dict[str, Any]:
     """Parsed ``head.json`` of a version (kind, head, outputs, labels, tta, input, decision, backbone)."""
     cfg: dict[str, Any] = json.loads((version_dir / "head.json").read_text(encoding="utf-8"))
@@ -152,6 +186,8 @@ class Predictor:
         backbone: Backbone | None = None,
         jit_compile: bool = False,
         tta_exit: float | None = None,
+        precision: Precision = "float32",
+        int8_model: Any = None,
     ) -> None:
         import tensorflow as tf
 
@@ -165,6 +201,7 @@ class Predictor:
         self.load_seconds = load_seconds
         self.backbone = backbone
         self.tta_exit = tta_exit
+        self.precision: Precision = precision
         #: Backbone passes of the last `probabilities` call (1 when the early exit skipped the other views).
         self.last_views = 0
         # One photo per call (batch 1): on this CPU oneDNN's batch-1 kernels beat one batch of all views.
@@ -174,7 +211,7 @@ class Predictor:
         def forward(x: Any) -> Any:
             return tf.cast(model(x, training=False), tf.float32)[0]
 
-        self._forward = forward
+        self._forward: Any = forward if int8_model is None else int8_model
 
     @classmethod
     def load(
@@ -186,6 +223,7 @@ class Predictor:
         jit_compile: bool = False,
         bfloat16: bool = False,
         tta_exit: float | Literal["version"] | None = "version",
+        int8: Int8Source | None = None,
     ) -> Predictor:
         """Load a version folder. ``vgg16_weights``: ``"imagenet"``, a file path, or None (random init,
         tests). Pass an already loaded ``backbone`` to share it. ``tta`` overrides the version's test-time
@@ -193,8 +231,11 @@ class Predictor:
         the fitted ``tta_exit`` in head.json when ``tta`` is the version's own, absent in versions older
         than v0002; a float: that threshold, applied to the first of ``tta``); ``jit_compile`` compiles
         the forward pass with XLA; ``bfloat16`` computes in bfloat16 (Keras
-        ``mixed_bfloat16`` policy, float32 weights; benchmark option). Raises BackboneMismatchError,
-        FileNotFoundError, KeyError/ValueError for malformed versions."""
+        ``mixed_bfloat16`` policy, float32 weights); ``int8`` serves the version quantized to int8
+        (`classifier.quantize`, converted once and cached; ignored for the from-scratch baseline, and
+        takes precedence over ``bfloat16``). Raises BackboneMismatchError, FileNotFoundError,
+        KeyError/ValueError for malformed versions, classifier.quantize.Int8UnavailableError when the
+        int8 model cannot be built."""
         import keras
 
         from classifier.model import (
@@ -218,11 +259,14 @@ class Predictor:
             (cfg.get("tta_exit") if tta == version_tta else None) if tta_exit == "version" else tta_exit
         )
         spec = InputSpec(int(cfg["input"]["size"]), cfg["input"]["normalisation"])
+        precision: Precision = "float32"
+        int8_model = None
         if cfg["kind"] == "scratch":
             backbone = None
             model = build_scratch_cnn(len(outputs), spec.size)
             model.set_weights(weights)
         elif cfg["kind"] == "vgg16_head":
+            bfloat16 = bfloat16 and int8 is None  # int8 is converted from the float32 model
             previous_policy = keras.config.dtype_policy()
             if bfloat16:
                 keras.config.set_dtype_policy("mixed_bfloat16")
@@ -236,11 +280,26 @@ class Predictor:
                 model = build_fused(backbone, head)
             finally:
                 keras.config.set_dtype_policy(previous_policy)
+            precision = "bfloat16" if bfloat16 else "float32"
+            if int8 is not None:
+                int8_model = _int8_forward(backbone, head, spec, int8)
+                precision = "int8"
         else:
             raise ValueError(f"{version_dir}: unknown model kind {cfg['kind']!r}")
         seconds = time.perf_counter() - t0
         return cls(
-            version_dir.name, model, spec, outputs, rule, tta, seconds, backbone, jit_compile, exit_threshold
+            version_dir.name,
+            model,
+            spec,
+            outputs,
+            rule,
+            tta,
+            seconds,
+            backbone,
+            jit_compile,
+            exit_threshold,
+            precision,
+            int8_model,
         )
 
     def views(self, x: np.ndarray) -> np.ndarray:

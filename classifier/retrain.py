@@ -92,7 +92,6 @@ class RetrainSettings(ClassifierSettings, DatabaseSettings):
     promotion_per_class_alpha: float = Field(default=0.05, gt=0.0, le=1.0)
     feedback_holdout_percent: int = Field(default=20, ge=0, le=50)
     new_class_min_images: int = Field(default=10, ge=1)
-    training_data_dir: Path | None = None
     synth_topup: bool = False
     synth_foregrounds_dir: Path | None = None
     synth_backgrounds_dir: Path | None = None
@@ -586,6 +585,39 @@ def load_training_backbone(weights: str | None, input_size: int) -> Any:
     return load_backbone(weights, input_size)
 
 
+def prepare_int8_serving(
+    settings: RetrainSettings, version_dir: Path, backbone: Any, report: Callable[[str, str], None]
+) -> bool:
+    """Convert ``version_dir`` to int8 into the serving cache (DATA_DIR/cache, `classifier.quantize`)
+    before it is promoted, so the bot's hot swap reads the cache instead of converting on its classifier
+    thread. Only when the bot would serve int8 (CLASSIFIER_PRECISION auto/int8 with TRAINING_DATA_DIR,
+    whose photos calibrate it, exactly as `classifier.serving.ClassifierService` picks them). A failure is
+    reported and logged, never raised: the bot then falls back or converts itself. True when the model is
+    in the cache."""
+    from classifier.predictor import Int8Source, Predictor
+    from classifier.quantize import calibration_photos
+
+    if settings.classifier_precision not in ("auto", "int8") or settings.training_data_dir is None:
+        return False
+    photos = tuple(it.path for it in calibration_photos(Path(settings.training_data_dir)))
+    if not photos:
+        return False
+    t0 = time.perf_counter()
+    try:
+        Predictor.load(
+            version_dir,
+            _weights_setting(settings.vgg16_weights),
+            backbone,
+            int8=Int8Source(photos, settings.data_dir / "cache"),
+        )
+    except Exception as exc:  # the serving side handles a missing int8 model; promotion must not fail here
+        log.warning("int8 serving model for %s not prepared: %s", version_dir.name, exc)
+        report("save", f"int8 serving model not prepared ({exc}); the bot will use the float model")
+        return False
+    report("save", f"int8 serving model ready in {time.perf_counter() - t0:.0f} s")
+    return True
+
+
 def run_pipeline(
     settings: RetrainSettings,
     progress: Callable[[str, str], None] | None = None,
@@ -846,6 +878,7 @@ def _run_locked(
             report("save", f"champion moved to {current} meanwhile; {version} kept, not promoted")
             result.status = "kept"
         elif decision.promote:
+            prepare_int8_serving(settings, registry.version_dir(version), backbone, report)
             registry.promote(version, reason=f"retrain: {decision.reasons[0]}")
             with session_scope(factory) as session:
                 record_promotion(session, version, reason="retrain")

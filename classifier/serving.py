@@ -9,6 +9,12 @@ Hot swap: `reload_if_changed` reads the registry's champion pointer; if it names
 version is loaded and warmed up in the worker thread and then the reference is swapped. Requests queued
 before the load was queued run on the old model (the executor is FIFO), requests after on the new one; a
 failed load (e.g. BackboneMismatchError) leaves the old model serving and is raised to the caller.
+
+Precision (`resolve_precision`): ``auto`` serves int8 (`classifier.quantize`, about 2x faster than
+bfloat16 here) when calibration photos are found in the training data set, else bfloat16 on CPUs with
+AVX512_BF16, else float32. The int8 model of a version is converted once per machine (~45 s at 288 px, in
+the worker thread, logged) and cached under ``cache_dir``; if conversion fails under ``auto``, the float
+model serves and the failure is logged.
 """
 
 from __future__ import annotations
@@ -17,14 +23,16 @@ import asyncio
 import logging
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from classifier.registry import Registry, RegistryError
 from classifier.types import Prediction
 
 if TYPE_CHECKING:
     from classifier.model import Backbone
-    from classifier.predictor import Predictor
+    from classifier.predictor import Int8Source, Predictor
+
+PrecisionSetting = Literal["auto", "int8", "bfloat16", "float32"]
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +47,24 @@ def cpu_has_bf16() -> bool:
         return False
 
 
+def resolve_precision(
+    setting: PrecisionSetting, has_calibration: bool, has_bf16: bool
+) -> Literal["int8", "bfloat16", "float32"]:
+    """The precision to serve in. ``auto``: int8 with calibration photos, else bfloat16 when the CPU has
+    AVX512_BF16, else float32; any other setting is taken as is. Raises ValueError for ``int8`` without
+    calibration photos (the message names TRAINING_DATA_DIR)."""
+    if setting == "int8" and not has_calibration:
+        raise ValueError(
+            "CLASSIFIER_PRECISION=int8 needs calibration photos: set TRAINING_DATA_DIR to the data set the "
+            "champion was trained on"
+        )
+    if setting != "auto":
+        return setting
+    if has_calibration:
+        return "int8"
+    return "bfloat16" if has_bf16 else "float32"
+
+
 class ClassifierNotReadyError(RuntimeError):
     """classify() was called before start() loaded a model, or after close()."""
 
@@ -47,10 +73,12 @@ class ClassifierService:
     """Implements `classifier.types.Classifier` over a model registry (see module docstring).
 
     models_dir: registry root (MODELS_DIR); vgg16_weights: ``"imagenet"`` or a weights file path
-    (VGG16_WEIGHTS); bfloat16: compute in bfloat16 (float32 weights, Keras mixed_bfloat16), default: when the
-    CPU has AVX512_BF16; tta: test-time views overriding the version's (``["orig"]`` always one pass, about
-    -1 point top-1; by default the version's views with its fitted early exit, see README). The loaded
-    float32 backbone is reused across versions of the same input size.
+    (VGG16_WEIGHTS); precision: CLASSIFIER_PRECISION (see `resolve_precision`); training_data_dir: the base
+    data set whose photos calibrate int8 (TRAINING_DATA_DIR; None: no int8); cache_dir: where int8 models
+    are cached (default DATA_DIR/cache); bfloat16: overrides the AVX512_BF16 detection for the float
+    fallback (float32 weights, Keras mixed_bfloat16); tta: test-time views overriding the version's
+    (``["orig"]`` always one pass, about -1 point top-1; by default the version's views with its fitted
+    early exit, see README). The loaded float32 backbone is reused across versions of the same input size.
     """
 
     def __init__(
@@ -59,11 +87,17 @@ class ClassifierService:
         vgg16_weights: str,
         bfloat16: bool | None = None,
         tta: list[str] | None = None,
+        precision: PrecisionSetting = "auto",
+        training_data_dir: Path | None = None,
+        cache_dir: Path = Path("data/cache"),
     ) -> None:
         self.registry = Registry(Path(models_dir))
         self.tta = tta
         self.vgg16_weights = vgg16_weights
         self.bfloat16 = cpu_has_bf16() if bfloat16 is None else bfloat16
+        self.precision_setting: PrecisionSetting = precision
+        self.training_data_dir = training_data_dir
+        self.cache_dir = Path(cache_dir)
         self._executor: ThreadPoolExecutor | None = ThreadPoolExecutor(
             max_workers=1, thread_name_prefix="classifier"
         )
@@ -93,19 +127,50 @@ class ClassifierService:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         from classifier.predictor import Predictor
 
-        backbone = None if self.bfloat16 else self._backbone
-        predictor = Predictor.load(
-            self.registry.version_dir(version),
-            self.vgg16_weights,
-            backbone,
-            tta=self.tta,
-            bfloat16=self.bfloat16,
-        )
+        int8 = self._int8_source()
+        bfloat16 = int8 is None and self._float_bfloat16()
+        backbone = None if bfloat16 else self._backbone
+        version_dir = self.registry.version_dir(version)
+        try:
+            predictor = Predictor.load(
+                version_dir, self.vgg16_weights, backbone, tta=self.tta, bfloat16=bfloat16, int8=int8
+            )
+        except Exception as exc:
+            from classifier.quantize import Int8UnavailableError
+
+            if not isinstance(exc, Int8UnavailableError) or self.precision_setting == "int8":
+                raise
+            log.warning("int8 serving model unavailable (%s); serving %s in float", exc, version)
+            predictor = Predictor.load(
+                version_dir, self.vgg16_weights, None, tta=self.tta, bfloat16=self._float_bfloat16()
+            )
         predictor.warm_up()
         if predictor.backbone is not None:  # reuse for the next version (same weights and input size)
             self._backbone = predictor.backbone
-        log.info("loaded model %s in %.1f s", version, predictor.load_seconds)
+        log.info("loaded model %s (%s) in %.1f s", version, predictor.precision, predictor.load_seconds)
         return predictor
+
+    def _float_bfloat16(self) -> bool:
+        """Whether a float model computes in bfloat16: CLASSIFIER_PRECISION=bfloat16, or auto/int8 fallback
+        on a CPU with AVX512_BF16 (or the ``bfloat16`` override)."""
+        return self.precision_setting == "bfloat16" or (self.precision_setting != "float32" and self.bfloat16)
+
+    def _int8_source(self) -> Int8Source | None:
+        """Calibration photos and cache for int8 when the resolved precision is int8, else None."""
+        from classifier.predictor import Int8Source
+        from classifier.quantize import calibration_photos
+
+        photos: list[Path] = []
+        if self.precision_setting in ("auto", "int8") and self.training_data_dir is not None:
+            photos = [it.path for it in calibration_photos(Path(self.training_data_dir))]
+        if resolve_precision(self.precision_setting, bool(photos), self.bfloat16) != "int8":
+            return None
+        return Int8Source(tuple(photos), self.cache_dir)
+
+    @property
+    def precision(self) -> str:
+        """Precision of the serving version (``int8``, ``bfloat16``, ``float32``), empty before start."""
+        return self._predictor.precision if self._predictor else ""
 
     async def start(self) -> None:
         """Load and warm up the champion in the worker thread. Raises RegistryError if there is none,

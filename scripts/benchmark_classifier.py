@@ -17,7 +17,10 @@ effect before TensorFlow is imported):
 
 Variants (``--variants``): ``fp32`` (default oneDNN), ``xla`` (``jit_compile=True``), ``bf16`` (Keras
 mixed_bfloat16: AVX512_BF16 kernels through oneDNN), ``xla-bf16``, ``onednn-off`` (TF_ENABLE_ONEDNN_OPTS=0),
-``threads1`` (one intra-op thread); a ``-tta`` suffix always adds the flip view; a ``-served`` suffix
+``threads1`` (one intra-op thread), ``int8`` (the backbone quantized to int8 and run with LiteRT, the
+head in float32, `classifier.quantize`; calibrated on ``--data``'s photos, converted once and cached under
+``--cache``; ``int8_converted_in_load`` says whether ``load_s`` includes that conversion); a ``-tta``
+suffix always adds the flip view; a ``-served`` suffix
 serves the version as the bot does: its test-time views with its fitted early exit (the flip view only
 when the original view is not already confident enough; `classifier.predictor.combine_views`). The share
 of photos that needed the second pass is reported as ``two_pass_share``.
@@ -112,7 +115,7 @@ def original_path(args: argparse.Namespace, predictor: Any) -> Any:
     return run
 
 
-BASE_VARIANTS = ("fp32", "xla", "bf16", "xla-bf16", "onednn-off", "threads1")
+BASE_VARIANTS = ("fp32", "xla", "bf16", "xla-bf16", "onednn-off", "threads1", "int8")
 VARIANTS = (
     BASE_VARIANTS + tuple(f"{v}-tta" for v in BASE_VARIANTS) + tuple(f"{v}-served" for v in BASE_VARIANTS)
 )
@@ -137,6 +140,14 @@ def run_variant(args: argparse.Namespace, variant: str) -> dict[str, Any]:
     blobs = [f.read_bytes() for f in files]
     out: dict[str, Any] = {"variant": variant, "version": version, "n": len(blobs)}
 
+    int8 = None
+    if variant.startswith("int8"):
+        from classifier.predictor import Int8Source
+        from classifier.quantize import calibration_photos
+
+        calibration = tuple(it.path for it in calibration_photos(Path(args.data)))
+        int8 = Int8Source(calibration, Path(args.cache))
+        cached = set((Path(args.cache) / "int8").glob("*.tflite"))
     t = time.perf_counter()
     predictor = Predictor.load(
         registry.version_dir(version),
@@ -149,8 +160,11 @@ def run_variant(args: argparse.Namespace, variant: str) -> dict[str, Any]:
         tta_exit="version" if variant.endswith("-served") else None,
         jit_compile=variant.startswith("xla"),
         bfloat16="bf16" in variant,
+        int8=int8,
     )
     out["load_s"] = round(time.perf_counter() - t, 2)
+    if int8 is not None:  # a first load converts (once per version and machine); later loads read the cache
+        out["int8_converted_in_load"] = set((Path(args.cache) / "int8").glob("*.tflite")) != cached
     original = None if args.skip_original else original_path(args, predictor)
     t = time.perf_counter()
     for b in blobs[: args.warmup]:
@@ -211,6 +225,7 @@ def main() -> None:
     p.add_argument("--variants", default="fp32,fp32-tta,bf16,bf16-tta,xla,xla-bf16,onednn-off,threads1")
     p.add_argument("--skip-original", action="store_true")
     p.add_argument("--tmp", default="data/runs/benchmark_tmp")
+    p.add_argument("--cache", default="data/cache", help="int8 model cache (DATA_DIR/cache)")
     p.add_argument("--out", default="")
     p.add_argument("--variant", help=argparse.SUPPRESS)
     args = p.parse_args()

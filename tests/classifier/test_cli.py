@@ -129,3 +129,29 @@ def test_tiny_champion_is_an_ensemble_with_thin_views(tiny_env) -> None:
     cfg = reg.read_json("v0001", "head.json")
     assert cfg["head"]["ensemble"] == 2 and cfg["tta"] == ["orig", "flip"]
     assert reg.read_json("v0001", "metrics.json")["config"]["thin_views"] == ["flip"]
+
+
+def test_int8_precision_in_predict_and_evaluate(
+    tiny_env, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = [
+        *tiny_env.argv()[: tiny_env.argv().index("--data-dir")],
+        "--data-dir",
+        str(tmp_path / "data"),
+        "-q",
+    ]
+    photo = tiny_env.dataset / "red_thing" / "red_thing_2.png"
+    monkeypatch.delenv("TRAINING_DATA_DIR", raising=False)
+    assert main([*argv, "predict", "--json", "--precision", "int8", str(photo)]) == 2
+    assert "TRAINING_DATA_DIR" in capsys.readouterr().err
+
+    monkeypatch.setenv("TRAINING_DATA_DIR", str(tiny_env.dataset))
+    assert main([*argv, "predict", "--json", "--precision", "int8", str(photo)]) == 0
+    line = json.loads(capsys.readouterr().out.strip())
+    assert line["label"] == "red_thing" and line["model_version"] == "v0001"
+    assert len(list((tmp_path / "data" / "cache" / "int8").glob("*.tflite"))) == 1
+
+    monkeypatch.delenv("TRAINING_DATA_DIR")  # evaluate calibrates on --data's training photos
+    assert main([*argv, "evaluate", "--data", str(tiny_env.dataset), "--json", "--precision", "int8"]) == 0
+    metrics = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert metrics["precision"] == "int8" and metrics["top1"] >= 0.8

@@ -260,3 +260,44 @@ def test_a_champion_promoted_by_hand_during_the_run_is_not_overwritten(retrain_e
     assert result.status == "kept" and result.version == "v0003"
     assert registry.champion() == "v0002"
     assert any("champion changed from v0001 to v0002" in r for r in result.reasons)
+
+
+async def test_int8_serving_model_is_prepared_before_promotion(retrain_env: RetrainEnv, monkeypatch):
+    from classifier import quantize
+    from classifier.serving import ClassifierService
+
+    settings = retrain_env.settings
+    version_dir = Registry(settings.models_dir).version_dir("v0001")
+    events: list[tuple[str, str]] = []
+
+    def report(stage: str, msg: str) -> None:
+        events.append((stage, msg))
+
+    assert retrain.prepare_int8_serving(settings, version_dir, None, report) is True
+    assert len(list((settings.data_dir / "cache" / "int8").glob("*.tflite"))) == 1
+    assert events[-1][1].startswith("int8 serving model ready")
+
+    # The bot then loads it from the cache: converting again would fail here.
+    def no_conversion(*args: object, **kwargs: object) -> bytes:
+        raise quantize.Int8UnavailableError("converted again")
+
+    monkeypatch.setattr(quantize, "convert_int8", no_conversion)
+    service = ClassifierService(
+        settings.models_dir,
+        settings.vgg16_weights,
+        precision="int8",
+        training_data_dir=settings.training_data_dir,
+        cache_dir=settings.data_dir / "cache",
+    )
+    await service.start()
+    assert service.precision == "int8"
+    await service.close()
+
+    float_only = settings.model_copy(update={"classifier_precision": "float32"})
+    assert retrain.prepare_int8_serving(float_only, version_dir, None, report) is False
+    junk = retrain_env.data_dir / "junk"
+    (junk / "a").mkdir(parents=True)
+    (junk / "a" / "x.png").write_bytes(b"not an image")
+    broken = settings.model_copy(update={"training_data_dir": junk})
+    assert retrain.prepare_int8_serving(broken, version_dir, None, report) is False  # reported, not raised
+    assert "int8 serving model not prepared" in events[-1][1]

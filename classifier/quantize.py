@@ -1,0 +1,182 @@
+"""Int8 serving: the frozen VGG16 backbone quantized after training (full integer), run with LiteRT.
+
+Why: one VGG16 pass at 288 px costs ~25.6 GFLOPs. oneDNN's bfloat16 kernels run it in ~120 ms on this
+2-core CPU; the backbone quantized to int8 (AVX-512 VNNI through LiteRT's XNNPACK kernels) in ~60 ms
+(README ``## Classifier``, "Int8 serving").
+
+Recipe (TensorFlow Lite "Post-training integer quantization" guide, tensorflow.org/lite/performance/
+post_training_integer_quant): freeze the float32 Keras backbone into a concrete function and convert it with
+``optimizations=[tf.lite.Optimize.DEFAULT]`` and a ``representative_dataset`` of real preprocessed photos.
+Weights become int8 (per output channel for convolutions), activations int8 with ranges calibrated on those
+photos; input and output stay float32, so the interpreter takes exactly what
+`classifier.preprocess.preprocess` returns and gives bottleneck features (1, S/32, S/32, 512). Only the
+backbone is quantized: the version's head stays float32 (`classifier.predictor.Predictor`), so the softmax
+is not rounded to int8 steps of 1/256 and the decision thresholds keep their meaning.
+
+Nothing int8 is committed: the quantized model is the (quantized) ImageNet backbone, which the registry
+never stores. It is derived on the machine from the configured backbone, the input size and
+`CALIBRATION_PHOTOS` photos of the base data set (`calibration_photos`), and cached under ``cache_dir`` by a
+key over all of those (`int8_cache_key`). It does not depend on the head, so every version of the same input
+size and backbone shares it: a machine converts once (~40 s at 288 px on 2 cores), and a retrained version
+needs no conversion. Without calibration photos there is no int8 model; `classifier.serving` then serves
+the float model (bfloat16 where the CPU has AVX512_BF16).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import time
+import warnings
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from classifier.dataset import LabelledImage, load_base_dataset
+from classifier.preprocess import InputSpec, preprocess
+from classifier.types import ImageDecodeError
+
+if TYPE_CHECKING:
+    import keras
+
+log = logging.getLogger(__name__)
+
+#: Photos used to calibrate activation ranges. The TFLite guide suggests "around 100-500 samples"; 100 kept
+#: validation top-1 within one photo of float for v0005 (README), and costs ~20 s of the conversion.
+CALIBRATION_PHOTOS = 100
+#: Bump when the conversion recipe changes, so cached int8 models of the old recipe are not reused.
+RECIPE = "ptq-int8-v1"
+
+
+class Int8UnavailableError(RuntimeError):
+    """An int8 model was required but cannot be built (no calibration photos, or conversion failed)."""
+
+
+def calibration_photos(data_dir: Path, n: int = CALIBRATION_PHOTOS) -> list[LabelledImage]:
+    """Up to ``n`` calibration photos from a base data set (as `load_base_dataset` reads it): its training
+    images and out-of-distribution photos, taken round-robin over labels (file order within a label), so
+    every class and the OOD scenes shape the activation ranges. Deterministic. Empty when ``data_dir`` is
+    not a directory or holds no images."""
+    if not data_dir.is_dir():
+        return []
+    train, _, ood = load_base_dataset(data_dir)
+    by_label: dict[str, list[LabelledImage]] = {}
+    for it in sorted([*train, *ood], key=lambda it: (it.label, str(it.path))):
+        by_label.setdefault(it.label, []).append(it)
+    queues = [by_label[k] for k in sorted(by_label)]
+    picked: list[LabelledImage] = []
+    depth = 0
+    while len(picked) < n and any(depth < len(q) for q in queues):
+        picked.extend(q[depth] for q in queues if depth < len(q))
+        depth += 1
+    return picked[:n]
+
+
+def int8_cache_key(backbone_key: str, photos: Sequence[Path]) -> str:
+    """Hex SHA-256 naming one int8 backbone: the backbone identity including its input size
+    (`classifier.model.BackboneIdentity.cache_key`), the calibration photos' bytes, the TensorFlow version
+    and `RECIPE`. Raises OSError if a photo cannot be read."""
+    import tensorflow as tf
+
+    h = hashlib.sha256()
+    for part in (RECIPE, tf.__version__, backbone_key):
+        h.update(part.encode() + b"\0")
+    for path in photos:
+        h.update(hashlib.sha256(path.read_bytes()).digest())
+    return h.hexdigest()
+
+
+def representative_views(photos: Sequence[Path], spec: InputSpec) -> Iterator[list[np.ndarray]]:
+    """The converter's ``representative_dataset``: each readable photo as ``[x]`` with x float32
+    (1, S, S, C), preprocessed exactly as served; unreadable photos are logged and skipped."""
+    for path in photos:
+        try:
+            x = preprocess(path.read_bytes(), spec)
+        except (OSError, ImageDecodeError) as exc:
+            log.warning("calibration photo skipped (%s): %s", path, exc)
+            continue
+        yield [x[None].astype(np.float32)]
+
+
+def convert_int8(model: keras.Model, spec: InputSpec, photos: Sequence[Path]) -> bytes:
+    """Quantize ``model`` (the backbone: float32 (1, S, S, C) -> (1, S/32, S/32, 512)) to a full-integer
+    TFLite flatbuffer with float32 input/output (module docstring). Raises Int8UnavailableError when no
+    photo is readable."""
+    import tensorflow as tf
+    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+
+    readable = list(representative_views(photos, spec))
+    if not readable:
+        raise Int8UnavailableError("no readable calibration photo")
+    signature = tf.TensorSpec((1, spec.size, spec.size, spec.channels), tf.float32)
+    forward = tf.function(lambda x: model(x, training=False), input_signature=[signature])
+    frozen = convert_variables_to_constants_v2(forward.get_concrete_function())
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([frozen])
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = lambda: iter(readable)
+    with warnings.catch_warnings():
+        # Input and output are float32 on purpose (module docstring), so there are no input statistics.
+        warnings.filterwarnings("ignore", message="Statistics for quantized inputs were expected")
+        flatbuffer: bytes = converter.convert()
+    return flatbuffer
+
+
+def build_or_load_int8(
+    model: keras.Model, spec: InputSpec, photos: Sequence[Path], cache_dir: Path, key: str
+) -> Path:
+    """Path of the cached int8 backbone ``cache_dir/int8/<key>.tflite``, converting it first
+    (`convert_int8`) when absent; written atomically with a ``.json`` note beside it (photos, seconds, TF
+    version). Raises Int8UnavailableError if conversion fails."""
+    import tensorflow as tf
+
+    out = cache_dir / "int8" / f"{key}.tflite"
+    if out.is_file():
+        return out
+    log.info("building the int8 backbone from %d calibration photos (once per machine)", len(photos))
+    t0 = time.perf_counter()
+    try:
+        flatbuffer = convert_int8(model, spec, photos)
+    except Int8UnavailableError:
+        raise
+    except Exception as exc:  # the converter raises ConverterError, RuntimeError, ValueError...
+        raise Int8UnavailableError(f"int8 conversion failed: {exc}") from exc
+    seconds = time.perf_counter() - t0
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    tmp.write_bytes(flatbuffer)
+    note = {"recipe": RECIPE, "tensorflow": tf.__version__, "photos": [str(p) for p in photos]}
+    out.with_suffix(".json").write_text(json.dumps({**note, "seconds": round(seconds, 1)}, indent=1))
+    os.replace(tmp, out)
+    log.info("int8 backbone built in %.1f s: %s (%.1f MB)", seconds, out, len(flatbuffer) / 1e6)
+    return out
+
+
+@dataclass
+class Int8Model:
+    """A LiteRT interpreter over an int8 backbone file: ``model(x)`` with x float32 (1, S, S, C)
+    preprocessed -> float32 (1, S/32, S/32, 512) bottleneck features. Not thread-safe (one interpreter, one
+    worker thread)."""
+
+    path: Path
+    threads: int | None = None
+    _interpreter: Any = None
+    _input: int = 0
+    _output: int = 0
+
+    def __post_init__(self) -> None:
+        from ai_edge_litert.interpreter import Interpreter
+
+        self._interpreter = Interpreter(model_path=str(self.path), num_threads=self.threads or os.cpu_count())
+        self._interpreter.allocate_tensors()
+        self._input = self._interpreter.get_input_details()[0]["index"]
+        self._output = self._interpreter.get_output_details()[0]["index"]
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        self._interpreter.set_tensor(self._input, np.asarray(x, dtype=np.float32))
+        self._interpreter.invoke()
+        return np.asarray(self._interpreter.get_tensor(self._output), dtype=np.float32)

@@ -1,0 +1,146 @@
+"""Int8 serving (classifier.quantize): calibration photos, conversion, cache, Predictor and service wiring."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from classifier import quantize
+from classifier.predictor import Int8Source, Predictor
+from classifier.preprocess import preprocess
+from classifier.quantize import Int8UnavailableError, calibration_photos
+from classifier.registry import Registry
+from classifier.serving import ClassifierService, resolve_precision
+
+
+def _photos(dataset: Path) -> list[Path]:
+    return sorted(p for p in dataset.rglob("*") if p.is_file())
+
+
+def test_calibration_photos_round_robin_over_labels(tiny_env) -> None:
+    picked = calibration_photos(tiny_env.dataset, n=8)
+    assert len(picked) == 8
+    labels = [it.label for it in picked]
+    # One of each label (3 colours + __other__) before any label repeats.
+    assert len(set(labels[:4])) == 4 and labels[:4] == labels[4:8]
+    assert calibration_photos(tiny_env.dataset, n=8) == picked  # deterministic
+    everything = calibration_photos(tiny_env.dataset, n=10_000)
+    assert len(everything) == len({it.path for it in everything}) > 8
+    assert calibration_photos(tiny_env.root / "missing") == []
+
+
+@pytest.mark.parametrize(
+    ("setting", "calibration", "bf16", "expected"),
+    [
+        ("auto", True, True, "int8"),
+        ("auto", False, True, "bfloat16"),
+        ("auto", False, False, "float32"),
+        ("bfloat16", True, False, "bfloat16"),
+        ("float32", True, True, "float32"),
+        ("int8", True, False, "int8"),
+    ],
+)
+def test_resolve_precision(setting, calibration: bool, bf16: bool, expected: str) -> None:
+    assert resolve_precision(setting, calibration, bf16) == expected
+
+
+def test_int8_without_calibration_photos_is_a_clear_error() -> None:
+    with pytest.raises(ValueError, match="TRAINING_DATA_DIR"):
+        resolve_precision("int8", False, True)
+
+
+@pytest.fixture(scope="module")
+def int8_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("int8-cache")
+
+
+def test_int8_predictor_matches_float_and_is_cached(tiny_env, int8_cache: Path, monkeypatch) -> None:
+    version_dir = Registry(tiny_env.models).version_dir("v0001")
+    photos = tuple(it.path for it in calibration_photos(tiny_env.dataset, n=12))
+    int8 = Predictor.load(version_dir, str(tiny_env.weights), int8=Int8Source(photos, int8_cache))
+    assert int8.precision == "int8"
+    assert len(list((int8_cache / "int8").glob("*.tflite"))) == 1
+    fp32 = Predictor.load(version_dir, str(tiny_env.weights))
+    assert fp32.precision == "float32"
+
+    agree, n = 0, 0
+    for path in _photos(tiny_env.dataset):
+        x = preprocess(path.read_bytes(), fp32.spec)
+        p8, p32 = int8.probabilities(x), fp32.probabilities(x)
+        assert p8.dtype == np.float32 and p8.shape == p32.shape == (len(fp32.outputs),)
+        assert abs(float(p8.sum()) - 1.0) < 0.02
+        assert np.abs(p8 - p32).max() < 0.1
+        agree += int(np.argmax(p8) == np.argmax(p32))
+        n += 1
+    assert agree >= 0.9 * n  # random-weight tiny backbone: near ties; real photos in test_real_data
+
+    # A second load reuses the cached model: converting again would fail here.
+    def no_conversion(*args: object, **kwargs: object) -> bytes:
+        raise AssertionError("converted again")
+
+    monkeypatch.setattr(quantize, "convert_int8", no_conversion)
+    again = Predictor.load(version_dir, str(tiny_env.weights), int8=Int8Source(photos, int8_cache))
+    x = preprocess(photos[0].read_bytes(), again.spec)
+    assert np.array_equal(again.probabilities(x), int8.probabilities(x))
+    # Other calibration photos are another model: the key covers them.
+    with pytest.raises(Int8UnavailableError, match="converted again"):
+        Predictor.load(version_dir, str(tiny_env.weights), int8=Int8Source(photos[:5], int8_cache))
+
+
+def test_unreadable_calibration_photos(tiny_env, tmp_path: Path, caplog) -> None:
+    version_dir = Registry(tiny_env.models).version_dir("v0001")
+    junk = tmp_path / "junk.png"
+    junk.write_bytes(b"not an image")
+    with pytest.raises(Int8UnavailableError, match="no readable calibration photo"):
+        Predictor.load(version_dir, str(tiny_env.weights), int8=Int8Source((junk,), tmp_path / "c"))
+    assert not list((tmp_path / "c").rglob("*.tflite"))
+    with caplog.at_level(logging.WARNING, logger="classifier.quantize"):
+        spec = Predictor.load(version_dir, str(tiny_env.weights)).spec
+        views = list(quantize.representative_views([junk, _photos(tiny_env.dataset)[0]], spec))
+    assert len(views) == 1 and views[0][0].shape == (1, *spec.shape)
+    assert "junk.png" in caplog.text
+
+
+async def test_service_serves_int8_with_training_data(tiny_env, tiny_models: Path, tmp_path: Path) -> None:
+    service = ClassifierService(
+        tiny_models, str(tiny_env.weights), training_data_dir=tiny_env.dataset, cache_dir=tmp_path
+    )
+    await service.start()
+    try:
+        assert service.precision == "int8"
+        photo = (tiny_env.dataset / "green_thing" / "green_thing_2.png").read_bytes()
+        prediction = await service.classify(photo)
+        assert prediction.label in service.labels and prediction.model_version == "v0001"
+        assert list((tmp_path / "int8").glob("*.tflite"))
+    finally:
+        await service.close()
+
+
+async def test_service_precision_without_training_data(tiny_env, tiny_models: Path, tmp_path: Path) -> None:
+    auto = ClassifierService(tiny_models, str(tiny_env.weights), bfloat16=False, cache_dir=tmp_path)
+    await auto.start()
+    assert auto.precision == "float32"
+    await auto.close()
+    strict = ClassifierService(tiny_models, str(tiny_env.weights), precision="int8", cache_dir=tmp_path)
+    with pytest.raises(ValueError, match="TRAINING_DATA_DIR"):
+        await strict.start()
+    await strict.close()
+
+
+async def test_service_falls_back_to_float_when_conversion_fails(
+    tiny_env, tiny_models: Path, tmp_path: Path, caplog
+) -> None:
+    junk_data = tmp_path / "junk_data"
+    (junk_data / "a").mkdir(parents=True)
+    (junk_data / "a" / "x.png").write_bytes(b"not an image")
+    service = ClassifierService(
+        tiny_models, str(tiny_env.weights), bfloat16=False, training_data_dir=junk_data, cache_dir=tmp_path
+    )
+    with caplog.at_level(logging.WARNING, logger="classifier.serving"):
+        await service.start()
+    assert service.precision == "float32"
+    assert "int8 serving model unavailable" in caplog.text
+    await service.close()
