@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from classifier.dataset import OTHER_LABEL, LabelledImage, load_base_dataset, scan_folder_dataset
+from classifier.quantize import Int8UnavailableError
 from classifier.registry import Registry, RegistryError
 from classifier.settings import ClassifierSettings
 from classifier.types import BackboneMismatchError, ImageDecodeError
@@ -342,7 +343,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         status: int = args.func(args)
         return status
-    except (RegistryError, BackboneMismatchError, FileNotFoundError, ValueError) as exc:
+    except (RegistryError, BackboneMismatchError, FileNotFoundError, ValueError, Int8UnavailableError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 

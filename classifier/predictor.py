@@ -143,10 +143,13 @@ def _int8_forward(backbone: Backbone, head: keras.Model, spec: InputSpec, int8: 
     per backbone, input size and calibration set, then cached) followed by the float32 head."""
     import tensorflow as tf
 
-    from classifier.quantize import Int8Model, build_or_load_int8, int8_cache_key
+    from classifier.quantize import Int8UnavailableError, int8_cache_key, load_int8
 
-    key = int8_cache_key(backbone.identity.cache_key, int8.photos)
-    trunk = Int8Model(build_or_load_int8(backbone.model, spec, int8.photos, int8.cache_dir, key))
+    try:
+        key = int8_cache_key(backbone.identity.cache_key, int8.photos)
+    except OSError as exc:
+        raise Int8UnavailableError(f"calibration photo unreadable: {exc}") from exc
+    trunk = load_int8(backbone.model, spec, int8.photos, int8.cache_dir, key)
 
     @tf.function(input_signature=[tf.TensorSpec((1, *backbone.feature_shape), tf.float32)])
     def head_forward(features: Any) -> Any:
@@ -262,6 +265,8 @@ class Predictor:
         precision: Precision = "float32"
         int8_model = None
         if cfg["kind"] == "scratch":
+            if int8 is not None:
+                log.info("%s is the from-scratch CNN: int8 is for VGG16 versions; float32", version_dir.name)
             backbone = None
             model = build_scratch_cnn(len(outputs), spec.size)
             model.set_weights(weights)

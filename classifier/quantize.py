@@ -28,6 +28,7 @@ import hashlib
 import json
 import logging
 import os
+import threading
 import time
 import warnings
 from collections.abc import Iterator, Sequence
@@ -126,17 +127,21 @@ def convert_int8(model: keras.Model, spec: InputSpec, photos: Sequence[Path]) ->
     return flatbuffer
 
 
-def build_or_load_int8(
+def load_int8(
     model: keras.Model, spec: InputSpec, photos: Sequence[Path], cache_dir: Path, key: str
-) -> Path:
-    """Path of the cached int8 backbone ``cache_dir/int8/<key>.tflite``, converting it first
-    (`convert_int8`) when absent; written atomically with a ``.json`` note beside it (photos, seconds, TF
-    version). Raises Int8UnavailableError if conversion fails."""
-    import tensorflow as tf
-
+) -> Int8Model:
+    """The int8 backbone for ``key``: read from ``cache_dir/int8/<key>.tflite``, else converted
+    (`convert_int8`) and written there atomically with a ``.json`` note beside it (photos, seconds, TF
+    version). A cached file LiteRT cannot open (truncated, damaged) is logged, deleted and converted again;
+    a cache that cannot be written is logged and the converted model served from memory. Raises
+    Int8UnavailableError when conversion fails or its result cannot be opened."""
     out = cache_dir / "int8" / f"{key}.tflite"
     if out.is_file():
-        return out
+        try:
+            return Int8Model(out)
+        except (ValueError, RuntimeError, OSError) as exc:
+            log.warning("cached int8 backbone %s is unreadable (%s); converting it again", out, exc)
+            out.unlink(missing_ok=True)
     log.info("building the int8 backbone from %d calibration photos (once per machine)", len(photos))
     t0 = time.perf_counter()
     try:
@@ -146,24 +151,44 @@ def build_or_load_int8(
     except Exception as exc:  # the converter raises ConverterError, RuntimeError, ValueError...
         raise Int8UnavailableError(f"int8 conversion failed: {exc}") from exc
     seconds = time.perf_counter() - t0
+    log.info("int8 backbone built in %.1f s (%.1f MB)", seconds, len(flatbuffer) / 1e6)
+    cached = True
+    try:
+        _write_cache(out, flatbuffer, photos, seconds)
+    except OSError as exc:
+        log.warning("int8 backbone not cached (%s: %s); serving it from memory", out.parent, exc)
+        cached = False
+    try:
+        return Int8Model(out) if cached else Int8Model(None, content=flatbuffer)
+    except (ValueError, RuntimeError) as exc:
+        raise Int8UnavailableError(f"the converted int8 backbone cannot be opened: {exc}") from exc
+
+
+def _write_cache(out: Path, flatbuffer: bytes, photos: Sequence[Path], seconds: float) -> None:
+    """Write ``out`` atomically (temporary file + os.replace) and its ``.json`` note. Raises OSError."""
+    import tensorflow as tf
+
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(flatbuffer)
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     note = {"recipe": RECIPE, "tensorflow": tf.__version__, "photos": [str(p) for p in photos]}
-    out.with_suffix(".json").write_text(json.dumps({**note, "seconds": round(seconds, 1)}, indent=1))
-    os.replace(tmp, out)
-    log.info("int8 backbone built in %.1f s: %s (%.1f MB)", seconds, out, len(flatbuffer) / 1e6)
-    return out
+    try:
+        tmp.write_bytes(flatbuffer)
+        out.with_suffix(".json").write_text(json.dumps({**note, "seconds": round(seconds, 1)}, indent=1))
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 @dataclass
 class Int8Model:
-    """A LiteRT interpreter over an int8 backbone file: ``model(x)`` with x float32 (1, S, S, C)
-    preprocessed -> float32 (1, S/32, S/32, 512) bottleneck features. Not thread-safe (one interpreter, one
-    worker thread)."""
+    """A LiteRT interpreter over an int8 backbone, from a file ``path`` or from ``content`` (flatbuffer
+    bytes): ``model(x)`` with x float32 (1, S, S, C) preprocessed -> float32 (1, S/32, S/32, 512)
+    bottleneck features. Not thread-safe (one interpreter, one worker thread). Raises ValueError (not a
+    valid model) or RuntimeError (cannot allocate) when constructed."""
 
-    path: Path
+    path: Path | None
     threads: int | None = None
+    content: bytes | None = None
     _interpreter: Any = None
     _input: int = 0
     _output: int = 0
@@ -171,7 +196,11 @@ class Int8Model:
     def __post_init__(self) -> None:
         from ai_edge_litert.interpreter import Interpreter
 
-        self._interpreter = Interpreter(model_path=str(self.path), num_threads=self.threads or os.cpu_count())
+        threads = self.threads or os.cpu_count()
+        if self.content is not None:
+            self._interpreter = Interpreter(model_content=self.content, num_threads=threads)
+        else:
+            self._interpreter = Interpreter(model_path=str(self.path), num_threads=threads)
         self._interpreter.allocate_tensors()
         self._input = self._interpreter.get_input_details()[0]["index"]
         self._output = self._interpreter.get_output_details()[0]["index"]

@@ -866,6 +866,8 @@ def _run_locked(
             register_model_version(
                 session, version, metrics={"retrain": retrain_info, "top1": fit.metrics["top1"]}
             )
+        if decision.promote:  # before the champion check: a hand promotion during this must be seen
+            prepare_int8_serving(settings, registry.version_dir(version), backbone, report)
         current = registry.champion()
         if decision.promote and current != champion:
             # someone promoted by hand (python -m classifier promote) while we trained: the challenger was
@@ -878,7 +880,6 @@ def _run_locked(
             report("save", f"champion moved to {current} meanwhile; {version} kept, not promoted")
             result.status = "kept"
         elif decision.promote:
-            prepare_int8_serving(settings, registry.version_dir(version), backbone, report)
             registry.promote(version, reason=f"retrain: {decision.reasons[0]}")
             with session_scope(factory) as session:
                 record_promotion(session, version, reason="retrain")

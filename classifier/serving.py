@@ -127,7 +127,13 @@ class ClassifierService:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         from classifier.predictor import Predictor
 
-        int8 = self._int8_source()
+        try:
+            int8 = self._int8_source()
+        except Exception as exc:  # e.g. a malformed MANIFEST.tsv: under auto the float model serves
+            if self.precision_setting == "int8":
+                raise
+            log.warning("int8 calibration photos unavailable (%s); serving %s in float", exc, version)
+            int8 = None
         bfloat16 = int8 is None and self._float_bfloat16()
         backbone = None if bfloat16 else self._backbone
         version_dir = self.registry.version_dir(version)
@@ -145,7 +151,9 @@ class ClassifierService:
                 version_dir, self.vgg16_weights, None, tta=self.tta, bfloat16=self._float_bfloat16()
             )
         predictor.warm_up()
-        if predictor.backbone is not None:  # reuse for the next version (same weights and input size)
+        if predictor.backbone is not None and predictor.precision != "bfloat16":
+            # reuse for the next version (same weights and input size); a bfloat16 trunk is not reused, as
+            # int8 conversion and float32 serving need the float32 one
             self._backbone = predictor.backbone
         log.info("loaded model %s (%s) in %.1f s", version, predictor.precision, predictor.load_seconds)
         return predictor

@@ -145,6 +145,14 @@ def test_int8_precision_in_predict_and_evaluate(
     assert main([*argv, "predict", "--json", "--precision", "int8", str(photo)]) == 2
     assert "TRAINING_DATA_DIR" in capsys.readouterr().err
 
+    junk = tmp_path / "junk"
+    (junk / "a").mkdir(parents=True)
+    (junk / "a" / "x.png").write_bytes(b"not an image")
+    monkeypatch.setenv("TRAINING_DATA_DIR", str(junk))
+    # a message, not a traceback
+    assert main([*argv, "predict", "--json", "--precision", "int8", str(photo)]) == 2
+    assert "no readable calibration photo" in capsys.readouterr().err
+
     monkeypatch.setenv("TRAINING_DATA_DIR", str(tiny_env.dataset))
     assert main([*argv, "predict", "--json", "--precision", "int8", str(photo)]) == 0
     line = json.loads(capsys.readouterr().out.strip())

@@ -144,3 +144,54 @@ async def test_service_falls_back_to_float_when_conversion_fails(
     assert service.precision == "float32"
     assert "int8 serving model unavailable" in caplog.text
     await service.close()
+
+
+def test_a_damaged_cached_backbone_is_converted_again(tiny_env, tmp_path: Path, caplog) -> None:
+    version_dir = Registry(tiny_env.models).version_dir("v0001")
+    photos = tuple(it.path for it in calibration_photos(tiny_env.dataset, n=6))
+    first = Predictor.load(version_dir, str(tiny_env.weights), int8=Int8Source(photos, tmp_path))
+    (cached,) = (tmp_path / "int8").glob("*.tflite")
+    x = preprocess(photos[0].read_bytes(), first.spec)
+    expected = first.probabilities(x)
+    cached.write_bytes(cached.read_bytes()[:1000])  # truncated, e.g. a full disk
+    with caplog.at_level(logging.WARNING, logger="classifier.quantize"):
+        again = Predictor.load(version_dir, str(tiny_env.weights), int8=Int8Source(photos, tmp_path))
+    assert "unreadable" in caplog.text and again.precision == "int8"
+    assert np.allclose(again.probabilities(x), expected, atol=1e-6)
+    assert cached.stat().st_size > 1000
+    assert not list((tmp_path / "int8").glob(".*.tmp"))
+
+
+def test_an_unwritable_cache_serves_from_memory(tiny_env, tmp_path: Path, caplog) -> None:
+    version_dir = Registry(tiny_env.models).version_dir("v0001")
+    photos = tuple(it.path for it in calibration_photos(tiny_env.dataset, n=6))
+    not_a_dir = tmp_path / "cache"
+    not_a_dir.write_text("a file where the cache folder should be")
+    with caplog.at_level(logging.WARNING, logger="classifier.quantize"):
+        predictor = Predictor.load(version_dir, str(tiny_env.weights), int8=Int8Source(photos, not_a_dir))
+    assert predictor.precision == "int8" and "serving it from memory" in caplog.text
+    x = preprocess(photos[0].read_bytes(), predictor.spec)
+    assert abs(float(predictor.probabilities(x).sum()) - 1.0) < 0.02
+
+
+async def test_a_malformed_training_data_set_falls_back_under_auto(
+    tiny_env, tiny_models: Path, tmp_path: Path, caplog
+) -> None:
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "x.png").write_bytes((tiny_env.dataset / "red_thing" / "red_thing_2.png").read_bytes())
+    (broken / "MANIFEST.tsv").write_text("path\tno_kind_column\nx.png\t1\n")  # no kind/class columns
+    auto = ClassifierService(
+        tiny_models, str(tiny_env.weights), bfloat16=True, training_data_dir=broken, cache_dir=tmp_path
+    )
+    with caplog.at_level(logging.WARNING, logger="classifier.serving"):
+        await auto.start()
+    assert auto.precision == "bfloat16" and "calibration photos unavailable" in caplog.text
+    assert auto._backbone is None  # a bfloat16 trunk is never reused for int8 or float32
+    await auto.close()
+    strict = ClassifierService(
+        tiny_models, str(tiny_env.weights), precision="int8", training_data_dir=broken, cache_dir=tmp_path
+    )
+    with pytest.raises(KeyError):
+        await strict.start()
+    await strict.close()

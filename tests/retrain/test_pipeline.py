@@ -234,9 +234,14 @@ def test_killed_process_leaves_a_readable_registry_and_the_next_run_recovers(
     assert result.exported == 0  # the killed run had already exported them; nothing is written twice
 
 
-def test_a_champion_promoted_by_hand_during_the_run_is_not_overwritten(retrain_env: RetrainEnv, monkeypatch):
-    """`python -m classifier promote` does not take the retrain lock; the pipeline re-checks the pointer."""
+@pytest.mark.parametrize("moment", ["save_version", "convert_int8"])
+def test_a_champion_promoted_by_hand_during_the_run_is_not_overwritten(
+    retrain_env: RetrainEnv, monkeypatch, moment: str
+):
+    """`python -m classifier promote` does not take the retrain lock; the pipeline re-checks the pointer
+    after its last long step (writing the version, then preparing the int8 backbone)."""
     import classifier.train
+    from classifier import quantize
 
     st = retrain_env.settings.model_copy(
         update={"promotion_overall_margin": 1.0, "promotion_per_class_margin": 1.0}  # would always promote
@@ -248,13 +253,14 @@ def test_a_champion_promoted_by_hand_during_the_run_is_not_overwritten(retrain_e
 
     registry.create_version(copy_champion)
     assert registry.versions() == ["v0001", "v0002"]
-    real_save = classifier.train.save_version
+    module = classifier.train if moment == "save_version" else quantize
+    real_step = getattr(module, moment)
 
-    def save_while_someone_promotes(*args, **kwargs):
+    def step_while_someone_promotes(*args, **kwargs):
         registry.promote("v0002", reason="manual promotion")  # a maintainer, mid-run
-        return real_save(*args, **kwargs)
+        return real_step(*args, **kwargs)
 
-    monkeypatch.setattr(classifier.train, "save_version", save_while_someone_promotes)
+    monkeypatch.setattr(module, moment, step_while_someone_promotes)
     retrain_env.correct(ADMIN_ID, "red_thing", "red_thing", seed=990, is_admin=True)
     result = run_pipeline(st)
     assert result.status == "kept" and result.version == "v0003"
