@@ -142,6 +142,28 @@ def check_model(settings: Settings) -> str:
     return champion
 
 
+def int8_setting_problem(settings: Settings) -> str | None:
+    """One line when CLASSIFIER_PRECISION=int8 cannot be honoured (TRAINING_DATA_DIR unset, unreadable or
+    without photos: they calibrate the int8 backbone, see classifier.quantize), else None. ``auto`` never
+    fails here: it falls back to the float model."""
+    if settings.classifier_precision != "int8":
+        return None
+    data = settings.training_data_dir
+    if data is None:
+        return "CLASSIFIER_PRECISION=int8 needs TRAINING_DATA_DIR (its photos calibrate the int8 model)"
+    from classifier.quantize import calibration_photos
+
+    try:
+        photos = calibration_photos(Path(data))
+    except (OSError, KeyError, ValueError) as exc:
+        return f"TRAINING_DATA_DIR={data} cannot be read ({exc!r}), needed by CLASSIFIER_PRECISION=int8"
+    if not photos:
+        return (
+            f"TRAINING_DATA_DIR={data} has no photos to calibrate the int8 model (CLASSIFIER_PRECISION=int8)"
+        )
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the process exit code."""
     args = parse_args(argv)
@@ -163,6 +185,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return EXIT_CONFIG
 
+    problem = int8_setting_problem(settings)
+    if problem:
+        print(f"spotter: configuration error: {problem}", file=sys.stderr)
+        return EXIT_CONFIG
+
+    from classifier.quantize import Int8UnavailableError
     from classifier.registry import RegistryError
     from classifier.types import BackboneMismatchError, BackboneUnavailableError
     from db.errors import DatabaseBehindError, DatabaseUnavailableError
@@ -193,7 +221,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             application.run_webhook(**options)
         else:
             application.run_polling(allowed_updates=ALLOWED_UPDATES)
-    except (RegistryError, BackboneMismatchError, BackboneUnavailableError) as error:
+    except (RegistryError, BackboneMismatchError, BackboneUnavailableError, Int8UnavailableError) as error:
         print(f"spotter: cannot load the model: {error}", file=sys.stderr)
         return EXIT_STARTUP
     except InvalidToken:  # PTB's message repeats the token: never print it

@@ -11,9 +11,10 @@ Settings (MODELS_DIR, DATA_DIR, VGG16_WEIGHTS) come from the environment / ``.en
 * ``evaluate [--version V] --data DIR [--out DIR] [--json]``: top-1/top-3, per-class precision/recall,
   confusion matrix (text, and PNG + JSON in --out), calibration error of a saved version on DIR's
   validation split, through the serving path (bytes -> Predictor).
-* ``--precision float32|bfloat16|int8`` (evaluate, predict; default float32): compute as the bot does on
-  this CPU. int8 is calibrated on TRAINING_DATA_DIR's training photos (for evaluate: ``--data``'s when
-  TRAINING_DATA_DIR is unset) and cached under ``DATA_DIR/cache/int8`` (`classifier.quantize`).
+* ``--precision float32|bfloat16|int8`` (evaluate, predict; default float32, whatever
+  CLASSIFIER_PRECISION says): compute as the bot does. int8 is calibrated on TRAINING_DATA_DIR's photos
+  (for evaluate: ``--data``'s when TRAINING_DATA_DIR is unset) and cached under ``DATA_DIR/cache/int8``
+  (`classifier.quantize`).
 * ``predict [--json] [--version V] IMAGE...``: one line per image; with ``--json`` one JSON object per line
   ``{"path", "label", "confidence", "decision", "top_k": [[label, p], ...], "model_version"}``, or
   ``{"path", "error"}`` for an unreadable file; exit status 0 unless no model could be loaded.
@@ -117,9 +118,11 @@ def _load_predictor(
     int8 = None
     if precision == "int8":
         source = s.training_data_dir or calibration
-        photos = calibration_photos(Path(source)) if source else []
-        if not photos:
+        if source is None:
             raise ValueError("--precision int8 needs calibration photos: set TRAINING_DATA_DIR to a data set")
+        photos = calibration_photos(Path(source))
+        if not photos:
+            raise ValueError(f"--precision int8: no calibration photos in {source} (TRAINING_DATA_DIR)")
         int8 = Int8Source(tuple(it.path for it in photos), s.data_dir / "cache")
     return Predictor.load(
         registry.version_dir(name),
@@ -313,14 +316,26 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--val-fraction", type=float, default=0.15)
     e.add_argument("--out", help="folder for metrics.json and confusion_matrix.png")
     e.add_argument("--json", action="store_true")
-    e.add_argument("--precision", choices=PRECISIONS, default="float32", help="as the bot computes")
+    e.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default="float32",
+        help="float32 (default), bfloat16, or int8 (calibrated on TRAINING_DATA_DIR; what the bot serves "
+        "when that is set, README 'Int8 serving')",
+    )
     e.add_argument("--bfloat16", action="store_true", help="same as --precision bfloat16")
     e.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("predict", help="classify image files")
     p.add_argument("--version")
     p.add_argument("--json", action="store_true", help="one JSON object per line")
-    p.add_argument("--precision", choices=PRECISIONS, default="float32", help="as the bot computes")
+    p.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default="float32",
+        help="float32 (default), bfloat16, or int8 (calibrated on TRAINING_DATA_DIR; what the bot serves "
+        "when that is set, README 'Int8 serving')",
+    )
     p.add_argument("--bfloat16", action="store_true", help="same as --precision bfloat16")
     p.add_argument("images", nargs="+")
     p.set_defaults(func=cmd_predict)
@@ -340,6 +355,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     args = build_parser().parse_args(argv)
+    if not args.quiet:  # the first int8 use converts for about a minute: say so
+        logging.getLogger("classifier.quantize").setLevel(logging.INFO)
     try:
         status: int = args.func(args)
         return status

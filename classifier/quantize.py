@@ -142,7 +142,11 @@ def load_int8(
         except (ValueError, RuntimeError, OSError) as exc:
             log.warning("cached int8 backbone %s is unreadable (%s); converting it again", out, exc)
             out.unlink(missing_ok=True)
-    log.info("building the int8 backbone from %d calibration photos (once per machine)", len(photos))
+    log.info(
+        "building the int8 backbone from %d calibration photos (about a minute, once; cached in %s)",
+        len(photos),
+        out.parent,
+    )
     t0 = time.perf_counter()
     try:
         flatbuffer = convert_int8(model, spec, photos)

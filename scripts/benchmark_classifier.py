@@ -215,7 +215,9 @@ def run_variant(args: argparse.Namespace, variant: str) -> dict[str, Any]:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
     p.add_argument("--models-dir", default="models")
     p.add_argument("--version")
     p.add_argument("--weights", default=str(ROOT.parent / "shared/weights/vgg16_notop.weights.h5"))

@@ -28,6 +28,8 @@ ENV_NAMES = (
     "WEBHOOK_PATH",
     "DATABASE_URL",
     "VGG16_WEIGHTS",
+    "CLASSIFIER_PRECISION",
+    "TRAINING_DATA_DIR",
 )
 
 
@@ -176,3 +178,21 @@ def test_bot_never_imports_tensorflow_at_import_or_build_time(tmp_path: Path) ->
     )
     assert result.returncode == 0, result.stderr
     assert "HEAVY []" in result.stdout
+
+
+def test_main_refuses_int8_without_calibration_photos_in_one_line(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("TELEGRAM_BOT_TOKEN", TOKEN)
+    monkeypatch.setenv("CLASSIFIER_PRECISION", "int8")
+    monkeypatch.delenv("TRAINING_DATA_DIR", raising=False)
+    assert main([]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "CLASSIFIER_PRECISION=int8 needs TRAINING_DATA_DIR" in err[0]
+    monkeypatch.setenv("TRAINING_DATA_DIR", str(tmp_path))  # exists, but no photos
+    assert main([]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"TRAINING_DATA_DIR={tmp_path} has no photos" in err[0]
+    monkeypatch.setenv("CLASSIFIER_PRECISION", "fast")
+    assert main([]) == 2
+    assert "CLASSIFIER_PRECISION is invalid" in capsys.readouterr().err
