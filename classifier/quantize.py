@@ -24,6 +24,7 @@ the float model (bfloat16 where the CPU has AVX512_BF16).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -141,7 +142,8 @@ def load_int8(
             return Int8Model(out)
         except (ValueError, RuntimeError, OSError) as exc:
             log.warning("cached int8 backbone %s is unreadable (%s); converting it again", out, exc)
-            out.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):  # a read-only cache: the new one is then served from memory
+                out.unlink()
     log.info(
         "building the int8 backbone from %d calibration photos (about a minute, once; cached in %s)",
         len(photos),
