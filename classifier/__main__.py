@@ -275,6 +275,17 @@ def cmd_promote(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_precision_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default="float32",
+        help="float32 (default), bfloat16, or int8 (calibrated on TRAINING_DATA_DIR; what the bot serves "
+        "when that is set, README 'Int8 serving')",
+    )
+    parser.add_argument("--bfloat16", action="store_true", help="same as --precision bfloat16")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m classifier", description=__doc__.split("\n")[0])
     parser.add_argument("--models-dir", help="model registry (default: MODELS_DIR or models/)")
@@ -316,27 +327,13 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--val-fraction", type=float, default=0.15)
     e.add_argument("--out", help="folder for metrics.json and confusion_matrix.png")
     e.add_argument("--json", action="store_true")
-    e.add_argument(
-        "--precision",
-        choices=PRECISIONS,
-        default="float32",
-        help="float32 (default), bfloat16, or int8 (calibrated on TRAINING_DATA_DIR; what the bot serves "
-        "when that is set, README 'Int8 serving')",
-    )
-    e.add_argument("--bfloat16", action="store_true", help="same as --precision bfloat16")
+    _add_precision_arguments(e)
     e.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("predict", help="classify image files")
     p.add_argument("--version")
     p.add_argument("--json", action="store_true", help="one JSON object per line")
-    p.add_argument(
-        "--precision",
-        choices=PRECISIONS,
-        default="float32",
-        help="float32 (default), bfloat16, or int8 (calibrated on TRAINING_DATA_DIR; what the bot serves "
-        "when that is set, README 'Int8 serving')",
-    )
-    p.add_argument("--bfloat16", action="store_true", help="same as --precision bfloat16")
+    _add_precision_arguments(p)
     p.add_argument("images", nargs="+")
     p.set_defaults(func=cmd_predict)
 

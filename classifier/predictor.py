@@ -17,8 +17,9 @@ already a confident answer with top probability >= the version's ``tta_exit`` th
 skipped. The threshold is fitted on validation data (`classifier.evaluate.fit_tta_exit`) as the lowest one
 that loses nothing against always averaging both views, so most photos cost one backbone pass, not two.
 
-Precision: float32, bfloat16 (Keras ``mixed_bfloat16``) or int8 (`classifier.quantize`: the fused model
-quantized after training and run with LiteRT; needs calibration photos, see `Int8Source`).
+Precision: float32, bfloat16 (Keras ``mixed_bfloat16``) or int8 (`classifier.quantize`: the backbone
+quantized after training and run with LiteRT, the head in float32; needs calibration photos, see
+`Int8Source`).
 """
 
 from __future__ import annotations
@@ -233,8 +234,8 @@ class Predictor:
         views; ``tta_exit`` the version's early-exit threshold (None: always run every view; ``"version"``:
         the fitted ``tta_exit`` in head.json when ``tta`` is the version's own, absent in versions older
         than v0002; a float: that threshold, applied to the first of ``tta``); ``jit_compile`` compiles
-        the forward pass with XLA; ``bfloat16`` computes in bfloat16 (Keras
-        ``mixed_bfloat16`` policy, float32 weights); ``int8`` serves the version quantized to int8
+        the forward pass with XLA; ``bfloat16`` computes in bfloat16 (Keras ``mixed_bfloat16`` policy,
+        float32 weights); ``int8`` runs the backbone in int8 and the head in float32
         (`classifier.quantize`, converted once and cached; ignored for the from-scratch baseline, and
         takes precedence over ``bfloat16``). Raises BackboneMismatchError, FileNotFoundError,
         KeyError/ValueError for malformed versions, classifier.quantize.Int8UnavailableError when the

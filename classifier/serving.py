@@ -12,9 +12,9 @@ failed load (e.g. BackboneMismatchError) leaves the old model serving and is rai
 
 Precision (`resolve_precision`): ``auto`` serves int8 (`classifier.quantize`, about 2x faster than
 bfloat16 here) when calibration photos are found in the training data set, else bfloat16 on CPUs with
-AVX512_BF16, else float32. The int8 model of a version is converted once per machine (~45 s at 288 px, in
-the worker thread, logged) and cached under ``cache_dir``; if conversion fails under ``auto``, the float
-model serves and the failure is logged.
+AVX512_BF16, else float32. The int8 backbone is converted once per backbone, input size and calibration set
+(~45 s at 288 px, in the worker thread, logged; every version of that size shares it) and cached under
+``cache_dir``; if that fails under ``auto``, the float model serves and the failure is logged.
 """
 
 from __future__ import annotations
@@ -26,13 +26,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from classifier.registry import Registry, RegistryError
+from classifier.settings import PrecisionSetting
 from classifier.types import Prediction
 
 if TYPE_CHECKING:
     from classifier.model import Backbone
     from classifier.predictor import Int8Source, Predictor
 
-PrecisionSetting = Literal["auto", "int8", "bfloat16", "float32"]
 
 log = logging.getLogger(__name__)
 

@@ -7,6 +7,9 @@ from typing import Literal
 
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+#: CLASSIFIER_PRECISION values (`classifier.serving.resolve_precision`).
+PrecisionSetting = Literal["auto", "int8", "bfloat16", "float32"]
+
 
 class ClassifierSettings(BaseSettings):
     """MODELS_DIR: model registry root; DATA_DIR: caches and feedback images; VGG16_WEIGHTS: ``imagenet``
@@ -21,4 +24,4 @@ class ClassifierSettings(BaseSettings):
     data_dir: Path = Path("data")
     vgg16_weights: str = "imagenet"
     training_data_dir: Path | None = None
-    classifier_precision: Literal["auto", "int8", "bfloat16", "float32"] = "auto"
+    classifier_precision: PrecisionSetting = "auto"
