@@ -108,8 +108,8 @@ def _load_predictor(
 ) -> Any:
     """Load ``version`` (default: the champion) in ``precision``; int8 is calibrated on TRAINING_DATA_DIR
     or else ``calibration`` (a base data set). Raises RegistryError, ValueError (int8 without photos)."""
-    from classifier.predictor import Int8Source, Predictor
-    from classifier.quantize import calibration_photos
+    from classifier.predictor import Predictor
+    from classifier.quantize import Int8Source
 
     registry = Registry(s.models_dir)
     name = version or registry.champion()
@@ -120,10 +120,9 @@ def _load_predictor(
         source = s.training_data_dir or calibration
         if source is None:
             raise ValueError("--precision int8 needs calibration photos: set TRAINING_DATA_DIR to a data set")
-        photos = calibration_photos(Path(source))
-        if not photos:
+        int8 = Int8Source.from_data_set(Path(source), s.data_dir / "cache")
+        if int8 is None:
             raise ValueError(f"--precision int8: no calibration photos in {source} (TRAINING_DATA_DIR)")
-        int8 = Int8Source(tuple(it.path for it in photos), s.data_dir / "cache")
     return Predictor.load(
         registry.version_dir(name),
         _weights_arg(s.vgg16_weights),

@@ -35,6 +35,7 @@ import numpy as np
 
 from classifier.dataset import OTHER_LABEL
 from classifier.preprocess import InputSpec, preprocess
+from classifier.quantize import Int8Source as Int8Source
 from classifier.types import Decision, Prediction
 
 if TYPE_CHECKING:
@@ -47,15 +48,6 @@ log = logging.getLogger(__name__)
 TOP_K = 3
 
 Precision = Literal["float32", "bfloat16", "int8"]
-
-
-@dataclass(frozen=True)
-class Int8Source:
-    """Where an int8 backbone comes from: calibration ``photos`` (image files of the base data set,
-    `classifier.quantize.calibration_photos`) and the ``cache_dir`` holding converted backbones."""
-
-    photos: tuple[Path, ...]
-    cache_dir: Path
 
 
 @dataclass(frozen=True)

@@ -59,6 +59,24 @@ class Int8UnavailableError(RuntimeError):
     """An int8 model was required but cannot be built (no calibration photos, or conversion failed)."""
 
 
+@dataclass(frozen=True)
+class Int8Source:
+    """Where an int8 backbone comes from: calibration ``photos`` (image files of the base data set,
+    `calibration_photos`) and the ``cache_dir`` (DATA_DIR/cache) holding converted backbones."""
+
+    photos: tuple[Path, ...]
+    cache_dir: Path
+
+    @classmethod
+    def from_data_set(cls, data_dir: Path | None, cache_dir: Path) -> Int8Source | None:
+        """`calibration_photos` of ``data_dir`` with ``cache_dir``; None when ``data_dir`` is None or has no
+        photos. Raises what `load_base_dataset` raises for a malformed MANIFEST.tsv (KeyError, OSError)."""
+        if data_dir is None:
+            return None
+        photos = tuple(it.path for it in calibration_photos(Path(data_dir)))
+        return cls(photos, Path(cache_dir)) if photos else None
+
+
 def calibration_photos(data_dir: Path, n: int = CALIBRATION_PHOTOS) -> list[LabelledImage]:
     """Up to ``n`` calibration photos from a base data set (as `load_base_dataset` reads it): its training
     images and out-of-distribution photos, taken round-robin over labels (file order within a label), so

@@ -594,22 +594,17 @@ def prepare_int8_serving(
     whose photos calibrate it, exactly as `classifier.serving.ClassifierService` picks them). A failure is
     reported and logged, never raised: the bot then falls back or converts itself. True when the model is
     in the cache."""
-    from classifier.predictor import Int8Source, Predictor
-    from classifier.quantize import calibration_photos
+    from classifier.predictor import Predictor
+    from classifier.quantize import Int8Source
 
-    if settings.classifier_precision not in ("auto", "int8") or settings.training_data_dir is None:
+    if settings.classifier_precision not in ("auto", "int8"):
         return False
-    photos = tuple(it.path for it in calibration_photos(Path(settings.training_data_dir)))
-    if not photos:
+    source = Int8Source.from_data_set(settings.training_data_dir, settings.data_dir / "cache")
+    if source is None:
         return False
     t0 = time.perf_counter()
     try:
-        Predictor.load(
-            version_dir,
-            _weights_setting(settings.vgg16_weights),
-            backbone,
-            int8=Int8Source(photos, settings.data_dir / "cache"),
-        )
+        Predictor.load(version_dir, _weights_setting(settings.vgg16_weights), backbone, int8=source)
     except Exception as exc:  # the serving side handles a missing int8 model; promotion must not fail here
         log.warning("int8 serving model for %s not prepared: %s", version_dir.name, exc)
         report("save", f"int8 serving model not prepared ({exc}); the bot will use the float model")

@@ -31,7 +31,8 @@ from classifier.types import Prediction
 
 if TYPE_CHECKING:
     from classifier.model import Backbone
-    from classifier.predictor import Int8Source, Predictor
+    from classifier.predictor import Predictor
+    from classifier.quantize import Int8Source
 
 
 log = logging.getLogger(__name__)
@@ -165,15 +166,14 @@ class ClassifierService:
 
     def _int8_source(self) -> Int8Source | None:
         """Calibration photos and cache for int8 when the resolved precision is int8, else None."""
-        from classifier.predictor import Int8Source
-        from classifier.quantize import calibration_photos
+        from classifier.quantize import Int8Source
 
-        photos: list[Path] = []
-        if self.precision_setting in ("auto", "int8") and self.training_data_dir is not None:
-            photos = [it.path for it in calibration_photos(Path(self.training_data_dir))]
-        if resolve_precision(self.precision_setting, bool(photos), self.bfloat16) != "int8":
+        source = None
+        if self.precision_setting in ("auto", "int8"):
+            source = Int8Source.from_data_set(self.training_data_dir, self.cache_dir)
+        if resolve_precision(self.precision_setting, source is not None, self.bfloat16) != "int8":
             return None
-        return Int8Source(tuple(photos), self.cache_dir)
+        return source
 
     @property
     def precision(self) -> str:

@@ -142,11 +142,10 @@ def run_variant(args: argparse.Namespace, variant: str) -> dict[str, Any]:
 
     int8 = None
     if variant.startswith("int8"):
-        from classifier.predictor import Int8Source
-        from classifier.quantize import calibration_photos
+        from classifier.quantize import Int8Source
 
-        calibration = tuple(it.path for it in calibration_photos(Path(args.data)))
-        int8 = Int8Source(calibration, Path(args.cache))
+        int8 = Int8Source.from_data_set(Path(args.data), Path(args.cache))
+        assert int8 is not None, f"no calibration photos in {args.data}"
         cached = set((Path(args.cache) / "int8").glob("*.tflite"))
     t = time.perf_counter()
     predictor = Predictor.load(
