@@ -309,7 +309,7 @@ def fit_version(
         train_counts=class_counts(train_items),
         val_counts=class_counts([val[i] for i in val_idx]),
         failed=failed,
-        config=config,
+        config=replace(config, head=spec),  # the recipe as fitted: n_outputs counts the labels found
         val_probs=val_probs,
         val_true=val_true,
         ood_holdout_probs=hold_probs,

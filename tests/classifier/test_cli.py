@@ -108,6 +108,10 @@ def test_shipped_version_files(tiny_env) -> None:
     metrics = reg.read_json("v0001", "metrics.json")
     assert metrics["backbone"]["file_sha256"] and metrics["train_counts"]["red_thing"] > 0
     assert reg.labels("v0001") == sorted(TINY_LABELS)
+    # the recorded recipe is the head as fitted, not the requested default width
+    outputs = reg.read_json("v0001", "head.json")["outputs"]
+    assert metrics["config"]["head"]["n_outputs"] == len(outputs) == len(TINY_LABELS) + 1
+    assert f'"n_outputs":{len(outputs)}' in card
 
 
 @pytest.mark.slow
