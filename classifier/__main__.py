@@ -16,7 +16,8 @@ Settings (MODELS_DIR, DATA_DIR, VGG16_WEIGHTS) come from the environment / ``.en
   (for evaluate: ``--data``'s when TRAINING_DATA_DIR is unset) and cached under ``DATA_DIR/cache/int8``
   (`classifier.quantize`).
 * ``predict [--json] [--version V] IMAGE...``: one line per image; with ``--json`` one JSON object per line
-  ``{"path", "label", "confidence", "decision", "top_k": [[label, p], ...], "model_version"}``, or
+  ``{"path", "label", "confidence", "decision", "top_k": [[label, p], ...], "model_version",
+  "other_probability"}`` (P(``__other__``), what ``not_equipment`` is decided on), or
   ``{"path", "error"}`` for an unreadable file; exit status 0 unless no model could be loaded.
 * ``versions``: the registry's versions (``*`` marks the champion) with top-1 and creation date.
 * ``promote VERSION``: move the champion pointer (atomic, history kept).
@@ -149,6 +150,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
                 decision=p.decision,
                 top_k=[[lab, prob] for lab, prob in p.top_k],
                 model_version=p.model_version,
+                other_probability=p.other_probability,
             )
         except (OSError, ImageDecodeError) as exc:
             out["error"] = str(exc) if isinstance(exc, ImageDecodeError) else f"cannot read file: {exc}"
@@ -158,7 +160,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
             print(f"{image}: ERROR {out['error']}", flush=True)
         else:
             top = ", ".join(f"{lab} {prob:.2f}" for lab, prob in out["top_k"])
-            print(f"{image}: {out['label']} ({out['confidence']:.2f}, {out['decision']}) [{top}]", flush=True)
+            why = f", P(other) {out['other_probability']:.2f}" if out["decision"] == "not_equipment" else ""
+            answer = f"{out['label']} ({out['confidence']:.2f}, {out['decision']}{why})"
+            print(f"{image}: {answer} [{top}]", flush=True)
     return 0
 
 

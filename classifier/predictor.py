@@ -78,6 +78,7 @@ class Ranked:
     confidence: float
     decision: Decision
     top_k: list[tuple[str, float]]
+    other_probability: float = 0.0
 
 
 def decide(probs: np.ndarray, outputs: list[str], rule: DecisionRule, k: int = TOP_K) -> Ranked:
@@ -85,7 +86,8 @@ def decide(probs: np.ndarray, outputs: list[str], rule: DecisionRule, k: int = T
 
     probs: float (n_outputs,) summing to ~1, aligned with ``outputs`` (equipment labels, optionally ending
     with OTHER_LABEL). top_k: the k likeliest *equipment* labels with their probabilities, best first
-    (ties broken by label order).
+    (ties broken by label order). other_probability: P(``__other__``) in [0, 1], 0.0 for a version without
+    that output. Raises ValueError when ``probs`` and ``outputs`` differ in length.
     """
     p = np.asarray(probs, dtype=np.float64).ravel()
     if p.shape[0] != len(outputs):
@@ -105,7 +107,7 @@ def decide(probs: np.ndarray, outputs: list[str], rule: DecisionRule, k: int = T
         decision = "confident"
     else:
         decision = "unsure"
-    return Ranked(label, float(conf), decision, top_k)
+    return Ranked(label, float(conf), decision, top_k, round(p_other, 6))
 
 
 def exits_early(probs: np.ndarray, outputs: list[str], rule: DecisionRule, threshold: float | None) -> bool:
@@ -325,7 +327,14 @@ class Predictor:
     def classify_bytes(self, data: bytes) -> Prediction:
         """Encoded image bytes -> Prediction. Raises classifier.types.ImageDecodeError if unreadable."""
         ranked = decide(self.probabilities(preprocess(data, self.spec)), self.outputs, self.rule)
-        return Prediction(ranked.label, ranked.confidence, ranked.decision, ranked.top_k, self.version)
+        return Prediction(
+            ranked.label,
+            ranked.confidence,
+            ranked.decision,
+            ranked.top_k,
+            self.version,
+            ranked.other_probability,
+        )
 
     def warm_up(self) -> None:
         """Run the model once on a blank image (traces the tf.function, allocates buffers)."""

@@ -32,7 +32,9 @@ class Prediction:
     label: the top-1 label (a slug such as ``"leg_press"``); confidence: its probability in [0, 1];
     decision: whether the caller may state the label (``confident``), should offer choices (``unsure``) or
     should say it is not gym equipment (``not_equipment``); top_k: (label, probability) pairs, best first;
-    model_version: the registry version that produced it (e.g. ``"v0001"``).
+    model_version: the registry version that produced it (e.g. ``"v0001"``); other_probability: the
+    probability in [0, 1] of the explicit ``__other__`` output (not gym equipment), 0.0 for a version without
+    it.
     """
 
     label: str
@@ -40,6 +42,7 @@ class Prediction:
     decision: Decision
     top_k: list[tuple[str, float]] = field(default_factory=list)
     model_version: str = ""
+    other_probability: float = 0.0
 
 
 class Classifier(Protocol):

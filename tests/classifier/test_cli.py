@@ -41,13 +41,17 @@ def test_predict_json_contract_via_subprocess(tiny_env, tmp_path: Path) -> None:
     lines = [json.loads(line) for line in proc.stdout.splitlines()]
     assert [line["path"] for line in lines] == [str(good), str(broken), str(missing), str(good)]
     ok = lines[0]
-    assert set(ok) == {"path", "label", "confidence", "decision", "top_k", "model_version"}
+    contract = {"path", "label", "confidence", "decision", "top_k", "model_version", "other_probability"}
+    assert set(ok) == contract
     assert ok["label"] in TINY_LABELS and ok["model_version"] == "v0001"
     assert ok["decision"] in ("confident", "unsure", "not_equipment")
     assert 0.0 <= ok["confidence"] <= 1.0 and ok["top_k"][0] == [ok["label"], ok["confidence"]]
     assert all(isinstance(p, list) and len(p) == 2 for p in ok["top_k"])
     probs = [p for _, p in ok["top_k"]]
     assert probs == sorted(probs, reverse=True)
+    # the tiny champion has 3 labels (all in the top 3) and an __other__ output: together they sum to 1
+    assert len(ok["top_k"]) == len(TINY_LABELS) and 0.0 <= ok["other_probability"] <= 1.0
+    assert sum(probs) + ok["other_probability"] == pytest.approx(1, abs=1e-4)
     assert "error" in lines[1] and "label" not in lines[1]
     assert "error" in lines[2] and "missing.png" in lines[2]["path"]
     assert lines[3] == ok

@@ -35,12 +35,14 @@ def test_decide(probs: list[float], label: str, decision: str) -> None:
     assert [lab for lab, _ in r.top_k] == sorted(OUTPUTS[:3], key=lambda lab: -probs[OUTPUTS.index(lab)])
     assert OTHER_LABEL not in [lab for lab, _ in r.top_k]
     assert r.confidence == pytest.approx(max(probs[:3]))
+    assert r.other_probability == pytest.approx(probs[3])
 
 
 def test_decide_without_other_class_uses_reject_threshold() -> None:
     rule = DecisionRule(confident_threshold=0.8, other_threshold=0.5, reject_threshold=0.3)
     assert decide(np.array([0.25, 0.25, 0.25, 0.25]), ["a", "b", "c", "d"], rule).decision == "not_equipment"
     assert decide(np.array([0.5, 0.3, 0.1, 0.1]), ["a", "b", "c", "d"], rule).decision == "unsure"
+    assert decide(np.array([0.5, 0.3, 0.1, 0.1]), ["a", "b", "c", "d"], rule).other_probability == 0.0
     with pytest.raises(ValueError):
         decide(np.array([0.5, 0.5]), ["a", "b", "c"], rule)
 
