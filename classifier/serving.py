@@ -13,7 +13,7 @@ failed load (e.g. BackboneMismatchError) leaves the old model serving and is rai
 Precision (`resolve_precision`): ``auto`` serves int8 (`classifier.quantize`, about 2x faster than
 bfloat16 here) when calibration photos are found in the training data set, else bfloat16 on CPUs with
 AVX512_BF16, else float32. The int8 backbone is converted once per backbone, input size and calibration set
-(~45 s at 288 px, in the worker thread, logged; every version of that size shares it) and cached under
+(~50 s at 320 px, in the worker thread, logged; every version of that size shares it) and cached under
 ``cache_dir``; if that fails under ``auto``, the float model serves and the failure is logged.
 """
 
