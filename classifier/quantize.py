@@ -53,10 +53,22 @@ log = logging.getLogger(__name__)
 CALIBRATION_PHOTOS = 100
 #: Bump when the conversion recipe changes, so cached int8 models of the old recipe are not reused.
 RECIPE = "ptq-int8-v1"
+#: Cache keys whose conversion failed in this process, with the error. They are not converted again until
+#: the process restarts (or `forget_failed_conversions`): otherwise every hot swap and retraining in the bot
+#: would spend another minute on the same failure. A cached file for the key, e.g. written meanwhile by
+#: another process, is still used.
+_FAILED: dict[str, str] = {}
+_FAILED_LOCK = threading.Lock()
 
 
 class Int8UnavailableError(RuntimeError):
     """An int8 model was required but cannot be built (no calibration photos, or conversion failed)."""
+
+
+def forget_failed_conversions() -> None:
+    """Let `load_int8` try again the conversions that failed earlier in this process."""
+    with _FAILED_LOCK:
+        _FAILED.clear()
 
 
 @dataclass(frozen=True)
@@ -153,7 +165,8 @@ def load_int8(
     (`convert_int8`) and written there atomically with a ``.json`` note beside it (photos, seconds, TF
     version). A cached file LiteRT cannot open (truncated, damaged) is logged, deleted and converted again;
     a cache that cannot be written is logged and the converted model served from memory. Raises
-    Int8UnavailableError when conversion fails or its result cannot be opened."""
+    Int8UnavailableError when conversion fails or its result cannot be opened; that failure is remembered
+    for ``key`` in this process, and later calls raise it again at once instead of converting again."""
     out = cache_dir / "int8" / f"{key}.tflite"
     if out.is_file():
         try:
@@ -162,6 +175,20 @@ def load_int8(
             log.warning("cached int8 backbone %s is unreadable (%s); converting it again", out, exc)
             with contextlib.suppress(OSError):  # a read-only cache: the new one is then served from memory
                 out.unlink()
+    with _FAILED_LOCK:
+        earlier = _FAILED.get(key)
+    if earlier is not None:
+        raise Int8UnavailableError(f"{earlier} (failed earlier in this process; not retried until a restart)")
+    try:
+        return _convert_and_cache(model, spec, photos, out)
+    except Int8UnavailableError as exc:
+        with _FAILED_LOCK:
+            _FAILED[key] = str(exc)
+        raise
+
+
+def _convert_and_cache(model: keras.Model, spec: InputSpec, photos: Sequence[Path], out: Path) -> Int8Model:
+    """`load_int8` on a cache miss. Raises Int8UnavailableError."""
     log.info(
         "building the int8 backbone from %d calibration photos (about a minute, once; cached in %s)",
         len(photos),

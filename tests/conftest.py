@@ -29,3 +29,11 @@ def shared_weights() -> Path:
     if not SHARED_WEIGHTS.is_file():
         pytest.skip("../shared/weights/vgg16_notop.weights.h5 is not present")
     return SHARED_WEIGHTS
+
+
+@pytest.fixture(autouse=True)
+def _forget_failed_int8_conversions() -> None:
+    """Each test starts without the int8 conversion failures an earlier test left in this process."""
+    from classifier.quantize import forget_failed_conversions
+
+    forget_failed_conversions()

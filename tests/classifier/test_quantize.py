@@ -195,3 +195,27 @@ async def test_a_malformed_training_data_set_falls_back_under_auto(
     with pytest.raises(KeyError):
         await strict.start()
     await strict.close()
+
+
+def test_a_failed_conversion_is_not_retried_in_the_same_process(
+    tiny_env, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    version_dir = Registry(tiny_env.models).version_dir("v0001")
+    photos = tuple(it.path for it in calibration_photos(tiny_env.dataset, n=6))
+    calls: list[int] = []
+
+    def broken(*args: object) -> bytes:
+        calls.append(1)
+        raise RuntimeError("converter crashed")
+
+    monkeypatch.setattr(quantize, "convert_int8", broken)
+    for _ in range(2):  # e.g. the bot's start, then a hot swap to a retrained version of the same size
+        with pytest.raises(Int8UnavailableError, match="converter crashed"):
+            Predictor.load(version_dir, str(tiny_env.weights), int8=Int8Source(photos, tmp_path))
+    assert len(calls) == 1
+    with pytest.raises(Int8UnavailableError, match="failed earlier in this process"):
+        Predictor.load(version_dir, str(tiny_env.weights), int8=Int8Source(photos, tmp_path))
+    monkeypatch.undo()  # the converter works again; a restart (here: forgetting) lets it try
+    quantize.forget_failed_conversions()
+    predictor = Predictor.load(version_dir, str(tiny_env.weights), int8=Int8Source(photos, tmp_path))
+    assert predictor.precision == "int8" and list((tmp_path / "int8").glob("*.tflite"))
