@@ -160,7 +160,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
             print(f"{image}: ERROR {out['error']}", flush=True)
         else:
             top = ", ".join(f"{lab} {prob:.2f}" for lab, prob in out["top_k"])
-            why = f", P(other) {out['other_probability']:.2f}" if out["decision"] == "not_equipment" else ""
+            p_other = out["other_probability"]  # 0 when not_equipment came from a version without __other__
+            why = f", P(other) {p_other:.2f}" if out["decision"] == "not_equipment" and p_other > 0 else ""
             answer = f"{out['label']} ({out['confidence']:.2f}, {out['decision']}{why})"
             print(f"{image}: {answer} [{top}]", flush=True)
     return 0

@@ -95,7 +95,8 @@ def decide(probs: np.ndarray, outputs: list[str], rule: DecisionRule, k: int = T
     p_other = 0.0
     eq_idx = [i for i, lab in enumerate(outputs) if lab != OTHER_LABEL]
     if len(eq_idx) != len(outputs):
-        p_other = float(sum(p[i] for i, lab in enumerate(outputs) if lab == OTHER_LABEL))
+        # rounded like the top-k probabilities, so the reported value is exactly the one compared
+        p_other = round(float(sum(p[i] for i, lab in enumerate(outputs) if lab == OTHER_LABEL)), 6)
     order = sorted(eq_idx, key=lambda i: (-p[i], i))
     top = order[: max(1, k)]
     top_k = [(outputs[i], round(float(p[i]), 6)) for i in top]
@@ -107,7 +108,7 @@ def decide(probs: np.ndarray, outputs: list[str], rule: DecisionRule, k: int = T
         decision = "confident"
     else:
         decision = "unsure"
-    return Ranked(label, float(conf), decision, top_k, round(p_other, 6))
+    return Ranked(label, float(conf), decision, top_k, p_other)
 
 
 def exits_early(probs: np.ndarray, outputs: list[str], rule: DecisionRule, threshold: float | None) -> bool:

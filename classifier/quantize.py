@@ -54,9 +54,10 @@ CALIBRATION_PHOTOS = 100
 #: Bump when the conversion recipe changes, so cached int8 models of the old recipe are not reused.
 RECIPE = "ptq-int8-v1"
 #: Cache keys whose conversion failed in this process, with the error. They are not converted again until
-#: the process restarts (or `forget_failed_conversions`): otherwise every hot swap and retraining in the bot
-#: would spend another minute on the same failure. A cached file for the key, e.g. written meanwhile by
-#: another process, is still used.
+#: the process restarts (or `forget_failed_conversions`): otherwise each hot swap in the bot would block its
+#: classifier thread for another minute on the same failure. Retraining runs in its own process and tries
+#: once per run. Out-of-memory and I/O errors are not remembered (they may pass), and a cached file for the
+#: key, e.g. written meanwhile by the retraining process, is still used.
 _FAILED: dict[str, str] = {}
 _FAILED_LOCK = threading.Lock()
 
@@ -165,8 +166,9 @@ def load_int8(
     (`convert_int8`) and written there atomically with a ``.json`` note beside it (photos, seconds, TF
     version). A cached file LiteRT cannot open (truncated, damaged) is logged, deleted and converted again;
     a cache that cannot be written is logged and the converted model served from memory. Raises
-    Int8UnavailableError when conversion fails or its result cannot be opened; that failure is remembered
-    for ``key`` in this process, and later calls raise it again at once instead of converting again."""
+    Int8UnavailableError when conversion fails or its result cannot be opened; unless it was caused by
+    MemoryError or OSError, that failure is remembered for ``key`` in this process, and later calls raise it
+    again at once instead of converting again."""
     out = cache_dir / "int8" / f"{key}.tflite"
     if out.is_file():
         try:
@@ -182,8 +184,9 @@ def load_int8(
     try:
         return _convert_and_cache(model, spec, photos, out)
     except Int8UnavailableError as exc:
-        with _FAILED_LOCK:
-            _FAILED[key] = str(exc)
+        if not isinstance(exc.__cause__, MemoryError | OSError):
+            with _FAILED_LOCK:
+                _FAILED[key] = str(exc)
         raise
 
 
@@ -212,6 +215,8 @@ def _convert_and_cache(model: keras.Model, spec: InputSpec, photos: Sequence[Pat
     try:
         return Int8Model(out) if cached else Int8Model(None, content=flatbuffer)
     except (ValueError, RuntimeError) as exc:
+        with contextlib.suppress(OSError):  # not left in the cache as if it were usable
+            out.unlink()
         raise Int8UnavailableError(f"the converted int8 backbone cannot be opened: {exc}") from exc
 
 

@@ -38,6 +38,13 @@ def test_decide(probs: list[float], label: str, decision: str) -> None:
     assert r.other_probability == pytest.approx(probs[3])
 
 
+def test_reported_other_probability_is_the_one_decided_on() -> None:
+    rule = DecisionRule(confident_threshold=0.7, other_threshold=0.15)
+    for p_other in (0.1499994, 0.1499996, 0.15, 0.1500004):
+        r = decide(np.array([0.8, 0.05, 1 - 0.85 - p_other + 0.0, p_other]), OUTPUTS, rule)
+        assert (r.decision == "not_equipment") == (r.other_probability >= rule.other_threshold), p_other
+
+
 def test_decide_without_other_class_uses_reject_threshold() -> None:
     rule = DecisionRule(confident_threshold=0.8, other_threshold=0.5, reject_threshold=0.3)
     assert decide(np.array([0.25, 0.25, 0.25, 0.25]), ["a", "b", "c", "d"], rule).decision == "not_equipment"

@@ -219,3 +219,36 @@ def test_a_failed_conversion_is_not_retried_in_the_same_process(
     quantize.forget_failed_conversions()
     predictor = Predictor.load(version_dir, str(tiny_env.weights), int8=Int8Source(photos, tmp_path))
     assert predictor.precision == "int8" and list((tmp_path / "int8").glob("*.tflite"))
+
+
+def test_out_of_memory_during_conversion_is_tried_again(
+    tiny_env, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    version_dir = Registry(tiny_env.models).version_dir("v0001")
+    photos = tuple(it.path for it in calibration_photos(tiny_env.dataset, n=6))
+    real_convert = quantize.convert_int8
+    outcomes: list[str] = []
+
+    def flaky(*args: object) -> bytes:
+        if not outcomes:
+            outcomes.append("oom")
+            raise MemoryError("a memory spike")
+        outcomes.append("ok")
+        return real_convert(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(quantize, "convert_int8", flaky)
+    with pytest.raises(Int8UnavailableError, match="memory spike"):
+        Predictor.load(version_dir, str(tiny_env.weights), int8=Int8Source(photos, tmp_path))
+    predictor = Predictor.load(version_dir, str(tiny_env.weights), int8=Int8Source(photos, tmp_path))
+    assert outcomes == ["oom", "ok"] and predictor.precision == "int8"
+
+
+def test_a_converted_backbone_that_cannot_be_opened_is_not_left_in_the_cache(
+    tiny_env, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    version_dir = Registry(tiny_env.models).version_dir("v0001")
+    photos = tuple(it.path for it in calibration_photos(tiny_env.dataset, n=6))
+    monkeypatch.setattr(quantize, "convert_int8", lambda *args: b"not a flatbuffer")
+    with pytest.raises(Int8UnavailableError, match="cannot be opened"):
+        Predictor.load(version_dir, str(tiny_env.weights), int8=Int8Source(photos, tmp_path))
+    assert not list((tmp_path / "int8").glob("*.tflite"))
