@@ -17,9 +17,9 @@ Nothing int8 is committed: the quantized model is the (quantized) ImageNet backb
 never stores. It is derived on the machine from the configured backbone, the input size and
 `CALIBRATION_PHOTOS` photos of the base data set (`calibration_photos`), and cached under ``cache_dir`` by a
 key over all of those (`int8_cache_key`). It does not depend on the head, so every version of the same input
-size and backbone shares it: a machine converts once (~40 s at 288 px on 2 cores), and a retrained version
-needs no conversion. Without calibration photos there is no int8 model; `classifier.serving` then serves
-the float model (bfloat16 where the CPU has AVX512_BF16).
+size and backbone shares it: a machine converts once (~45-55 s at 288-320 px on 2 cores), and a retrained
+version needs no conversion. Without calibration photos there is no int8 model; `classifier.serving` then
+serves the float model (bfloat16 where the CPU has AVX512_BF16).
 """
 
 from __future__ import annotations
