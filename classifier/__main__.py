@@ -235,8 +235,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     d = metrics["decision"]
     print(
         f"confident on real {d['accept']:.3f} (precision {d['confident_precision']:.3f}); held-out OOD not "
-        f"confident {d['ood_rejection']:.3f} of {d['ood_n']}; photos needing a second TTA pass "
-        f"{metrics['two_pass_share']:.3f}"
+        f"confident {d['ood_rejection']:.3f} of {d['ood_n']}"
+    )
+    print(
+        f"unsure on real {d['real_unsure']:.3f}, not_equipment on real {d['real_not_equipment']:.3f}; "
+        f"photos (validation + held-out OOD) needing a second TTA pass {metrics['two_pass_share']:.3f}"
     )
     print(f"{'class':24s} precision recall support")
     for lab, pc in metrics["per_class"].items():

@@ -93,6 +93,13 @@ def test_evaluate_writes_json_and_png(tiny_env, tmp_path: Path, capsys: pytest.C
     assert metrics["decision"]["real_n"] == metrics["n"] and 0.0 <= metrics["two_pass_share"] <= 1.0
     assert json.loads((out / "metrics.json").read_text())["n"] == metrics["n"]
     assert (out / "confusion_matrix.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # the text report gives the same decision measures, saying what the second-pass share counts
+    assert main(tiny_env.argv("evaluate", "--data", str(tiny_env.dataset))) == 0
+    text = capsys.readouterr().out
+    d = metrics["decision"]
+    shares = f"unsure on real {d['real_unsure']:.3f}, not_equipment on real {d['real_not_equipment']:.3f}"
+    assert shares in text
+    assert f"(validation + held-out OOD) needing a second TTA pass {metrics['two_pass_share']:.3f}" in text
 
 
 def test_shipped_version_files(tiny_env) -> None:
