@@ -37,12 +37,10 @@ from typing import Any
 from classifier.dataset import OTHER_LABEL, LabelledImage, load_base_dataset, scan_folder_dataset
 from classifier.quantize import Int8UnavailableError
 from classifier.registry import Registry, RegistryError
-from classifier.settings import ClassifierSettings
+from classifier.settings import PRECISIONS, ClassifierSettings
 from classifier.types import BackboneMismatchError, ImageDecodeError
 
 log = logging.getLogger("classifier")
-
-PRECISIONS = ("float32", "bfloat16", "int8")
 
 
 def _settings(args: argparse.Namespace) -> ClassifierSettings:

@@ -36,6 +36,7 @@ import numpy as np
 from classifier.dataset import OTHER_LABEL
 from classifier.preprocess import InputSpec, preprocess
 from classifier.quantize import Int8Source as Int8Source
+from classifier.settings import Precision
 from classifier.types import Decision, Prediction
 
 if TYPE_CHECKING:
@@ -46,8 +47,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 TOP_K = 3
-
-Precision = Literal["float32", "bfloat16", "int8"]
 
 
 @dataclass(frozen=True)

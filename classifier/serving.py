@@ -23,10 +23,10 @@ import asyncio
 import logging
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 from classifier.registry import Registry, RegistryError
-from classifier.settings import PrecisionSetting
+from classifier.settings import Precision, PrecisionSetting
 from classifier.types import Prediction
 
 if TYPE_CHECKING:
@@ -48,9 +48,7 @@ def cpu_has_bf16() -> bool:
         return False
 
 
-def resolve_precision(
-    setting: PrecisionSetting, has_calibration: bool, has_bf16: bool
-) -> Literal["int8", "bfloat16", "float32"]:
+def resolve_precision(setting: PrecisionSetting, has_calibration: bool, has_bf16: bool) -> Precision:
     """The precision to serve in. ``auto``: int8 with calibration photos, else bfloat16 when the CPU has
     AVX512_BF16, else float32; any other setting is taken as is. Raises ValueError for ``int8`` without
     calibration photos (the message names TRAINING_DATA_DIR)."""
@@ -127,6 +125,7 @@ class ClassifierService:
 
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         from classifier.predictor import Predictor
+        from classifier.quantize import Int8UnavailableError
 
         try:
             int8 = self._int8_source()
@@ -142,10 +141,8 @@ class ClassifierService:
             predictor = Predictor.load(
                 version_dir, self.vgg16_weights, backbone, tta=self.tta, bfloat16=bfloat16, int8=int8
             )
-        except Exception as exc:
-            from classifier.quantize import Int8UnavailableError
-
-            if not isinstance(exc, Int8UnavailableError) or self.precision_setting == "int8":
+        except Int8UnavailableError as exc:
+            if self.precision_setting == "int8":
                 raise
             log.warning("int8 serving model unavailable (%s); serving %s in float", exc, version)
             predictor = Predictor.load(

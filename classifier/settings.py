@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-#: CLASSIFIER_PRECISION values (`classifier.serving.resolve_precision`).
+#: What a loaded model computes in (`classifier.predictor.Predictor.precision`, the CLI's ``--precision``).
+Precision = Literal["float32", "bfloat16", "int8"]
+PRECISIONS: tuple[Precision, ...] = get_args(Precision)
+#: CLASSIFIER_PRECISION values (`classifier.serving.resolve_precision`): a precision, or ``auto``.
 PrecisionSetting = Literal["auto", "int8", "bfloat16", "float32"]
 
 
