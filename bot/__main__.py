@@ -143,24 +143,19 @@ def check_model(settings: Settings) -> str:
 
 
 def int8_setting_problem(settings: Settings) -> str | None:
-    """One line when CLASSIFIER_PRECISION=int8 cannot be honoured (TRAINING_DATA_DIR unset, unreadable or
-    without photos: they calibrate the int8 backbone, see classifier.quantize), else None. ``auto`` never
-    fails here: it falls back to the float model."""
-    if settings.classifier_precision != "int8":
+    """One line when CLASSIFIER_PRECISION=int8 is set with a TRAINING_DATA_DIR that cannot be read (its
+    photos calibrate the int8 backbone, see classifier.quantize), else None. Unset or without photos is
+    not a problem: int8 then uses the dynamic-range recipe. ``auto`` never fails here: it falls back to the
+    dynamic-range recipe, then to the float model."""
+    if settings.classifier_precision != "int8" or settings.training_data_dir is None:
         return None
-    data = settings.training_data_dir
-    if data is None:
-        return "CLASSIFIER_PRECISION=int8 needs TRAINING_DATA_DIR (its photos calibrate the int8 model)"
     from classifier.quantize import calibration_photos
 
+    data = settings.training_data_dir
     try:
-        photos = calibration_photos(Path(data))
+        calibration_photos(Path(data))
     except (OSError, KeyError, ValueError) as exc:
         return f"TRAINING_DATA_DIR={data} cannot be read ({exc!r}), needed by CLASSIFIER_PRECISION=int8"
-    if not photos:
-        return (
-            f"TRAINING_DATA_DIR={data} has no photos to calibrate the int8 model (CLASSIFIER_PRECISION=int8)"
-        )
     return None
 
 

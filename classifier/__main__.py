@@ -13,8 +13,9 @@ Settings (MODELS_DIR, DATA_DIR, VGG16_WEIGHTS) come from the environment / ``.en
   validation split, through the serving path (bytes -> Predictor).
 * ``--precision float32|bfloat16|int8`` (evaluate, predict; default float32, whatever
   CLASSIFIER_PRECISION says): compute as the bot does. int8 is calibrated on TRAINING_DATA_DIR's photos
-  (for evaluate: ``--data``'s when TRAINING_DATA_DIR is unset) and cached under ``DATA_DIR/cache/int8``
-  (`classifier.quantize`).
+  (for evaluate: ``--data``'s when TRAINING_DATA_DIR is unset); without photos, or with ``--no-calibration``,
+  it is the dynamic-range recipe (what the bot serves without TRAINING_DATA_DIR). Cached under
+  ``DATA_DIR/cache/int8`` (`classifier.quantize`).
 * ``predict [--json] [--version V] IMAGE...``: one line per image; with ``--json`` one JSON object per line
   ``{"path", "label", "confidence", "decision", "top_k": [[label, p], ...], "model_version",
   "other_probability"}`` (P(``__other__``), what ``not_equipment`` is decided on), or
@@ -103,10 +104,16 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def _load_predictor(
-    s: ClassifierSettings, version: str | None, precision: str = "float32", calibration: Path | None = None
+    s: ClassifierSettings,
+    version: str | None,
+    precision: str = "float32",
+    calibration: Path | None = None,
+    dynamic: bool = False,
 ) -> Any:
     """Load ``version`` (default: the champion) in ``precision``; int8 is calibrated on TRAINING_DATA_DIR
-    or else ``calibration`` (a base data set). Raises RegistryError, ValueError (int8 without photos)."""
+    or else ``calibration`` (a base data set), and is the dynamic-range recipe when ``dynamic`` or neither
+    has photos. Raises RegistryError, what `classifier.predictor.Predictor.load` raises, and what
+    `classifier.quantize.calibration_photos` raises for a malformed data set (KeyError, OSError)."""
     from classifier.predictor import Predictor
     from classifier.quantize import Int8Source
 
@@ -116,12 +123,9 @@ def _load_predictor(
         raise RegistryError(f"no champion model in {s.models_dir}; train one or pass --version")
     int8 = None
     if precision == "int8":
-        source = s.training_data_dir or calibration
-        if source is None:
-            raise ValueError("--precision int8 needs calibration photos: set TRAINING_DATA_DIR to a data set")
-        int8 = Int8Source.from_data_set(Path(source), s.data_dir / "cache")
-        if int8 is None:
-            raise ValueError(f"--precision int8: no calibration photos in {source} (TRAINING_DATA_DIR)")
+        cache = s.data_dir / "cache"
+        source = None if dynamic else s.training_data_dir or calibration
+        int8 = Int8Source.from_data_set(Path(source) if source else None, cache) or Int8Source.dynamic(cache)
     return Predictor.load(
         registry.version_dir(name),
         _weights_arg(s.vgg16_weights),
@@ -131,12 +135,14 @@ def _load_predictor(
 
 
 def _precision(args: argparse.Namespace) -> str:
+    if args.no_calibration and args.precision != "int8":
+        raise ValueError("--no-calibration applies to --precision int8")
     return "bfloat16" if args.bfloat16 else str(args.precision)
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
     s = _settings(args)
-    predictor = _load_predictor(s, args.version, _precision(args))
+    predictor = _load_predictor(s, args.version, _precision(args), dynamic=args.no_calibration)
     for image in args.images:
         out: dict[str, Any] = {"path": image}
         try:
@@ -182,7 +188,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from classifier.train import TrainConfig
 
     s = _settings(args)
-    predictor = _load_predictor(s, args.version, _precision(args), Path(args.data))
+    predictor = _load_predictor(s, args.version, _precision(args), Path(args.data), args.no_calibration)
     _, val, ood = load_base_dataset(Path(args.data), args.val_fraction)
     val = [it for it in val if it.label in predictor.labels]
     # The OOD photos the version held out of training (same deterministic split as `fit_version`).
@@ -214,6 +220,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     metrics["two_pass_share"] = round(sum(n > 1 for n in passes) / max(1, len(passes)), 4)
     metrics["model_version"] = predictor.version
     metrics["precision"] = predictor.precision
+    metrics["precision_detail"] = predictor.precision_detail
     if args.out:
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
@@ -224,7 +231,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(metrics))
         return 0
-    head = f"{predictor.version} ({predictor.precision}): top-1 {metrics['top1']:.4f}"
+    head = f"{predictor.version} ({predictor.precision_detail}): top-1 {metrics['top1']:.4f}"
     head += f"  top-3 {metrics['top3']:.4f}"
     print(f"{head}  ECE {metrics['ece']:.4f}")
     five_n = metrics.get("subset_n", {}).get("original_five", "?")
@@ -285,8 +292,13 @@ def _add_precision_arguments(parser: argparse.ArgumentParser) -> None:
         "--precision",
         choices=PRECISIONS,
         default="float32",
-        help="float32 (default), bfloat16, or int8 (calibrated on TRAINING_DATA_DIR; what the bot serves "
-        "when that is set, README 'Int8 serving')",
+        help="float32 (default), bfloat16, or int8 (what the bot serves; calibrated on TRAINING_DATA_DIR, "
+        "else dynamic range: README 'Int8 serving')",
+    )
+    parser.add_argument(
+        "--no-calibration",
+        action="store_true",
+        help="int8 without calibration photos (dynamic range), as the bot serves without TRAINING_DATA_DIR",
     )
     parser.add_argument("--bfloat16", action="store_true", help="same as --precision bfloat16")
 

@@ -31,9 +31,10 @@ ECE_BINS = 15
 #: Early-exit thresholds tried by `fit_tta_exit`, lowest (most exits) first.
 TTA_EXIT_GRID = (0.85, 0.9, 0.95, 0.97, 0.98, 0.99, 0.995, 0.999)
 #: A threshold t qualifies only if t - TTA_EXIT_MARGIN qualifies too: the features are fitted in float32, but
-#: the bot serves in bfloat16 on AVX512_BF16 CPUs, where a softmax output near 1 moves in steps of
-#: 2**-8 ~ 0.004 (bfloat16 keeps 8 significant bits); 0.01 is about 2.5 such steps. Measured on v0002: one
-#: held-out OOD photo at 0.9765 in float32 reads 0.9805 in bfloat16, so 0.98 without margin let it exit.
+#: the bot may serve in int8 or bfloat16 (CLASSIFIER_PRECISION=bfloat16, or int8 unavailable). In bfloat16 a
+#: softmax output near 1 moves in steps of 2**-8 ~ 0.004 (bfloat16 keeps 8 significant bits); 0.01 is about
+#: 2.5 such steps. Measured on v0002: one held-out OOD photo at 0.9765 in float32 reads 0.9805 in bfloat16,
+#: so 0.98 without margin let it exit.
 TTA_EXIT_MARGIN = 0.01
 
 

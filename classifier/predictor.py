@@ -18,8 +18,8 @@ skipped. The threshold is fitted on validation data (`classifier.evaluate.fit_tt
 that loses nothing against always averaging both views, so most photos cost one backbone pass, not two.
 
 Precision: float32, bfloat16 (Keras ``mixed_bfloat16``) or int8 (`classifier.quantize`: the backbone
-quantized after training and run with LiteRT, the head in float32; needs calibration photos, see
-`Int8Source`).
+quantized after training and run with LiteRT, the head in float32; calibrated on photos or dynamic range,
+see `Int8Source`).
 """
 
 from __future__ import annotations
@@ -186,6 +186,7 @@ class Predictor:
         tta_exit: float | None = None,
         precision: Precision = "float32",
         int8_model: Any = None,
+        precision_detail: str = "",
     ) -> None:
         import tensorflow as tf
 
@@ -200,6 +201,8 @@ class Predictor:
         self.backbone = backbone
         self.tta_exit = tta_exit
         self.precision: Precision = precision
+        #: For logs and reports: the precision, and for int8 its recipe (``int8, dynamic range``...).
+        self.precision_detail = precision_detail or precision
         #: Backbone passes of the last `probabilities` call (1 when the early exit skipped the other views).
         self.last_views = 0
         # One photo per call (batch 1): on this CPU oneDNN's batch-1 kernels beat one batch of all views.
@@ -258,6 +261,7 @@ class Predictor:
         )
         spec = InputSpec(int(cfg["input"]["size"]), cfg["input"]["normalisation"])
         precision: Precision = "float32"
+        detail = ""
         int8_model = None
         if cfg["kind"] == "scratch":
             if int8 is not None:
@@ -284,6 +288,7 @@ class Predictor:
             if int8 is not None:
                 int8_model = _int8_forward(backbone, head, spec, int8)
                 precision = "int8"
+                detail = int8.describe()
         else:
             raise ValueError(f"{version_dir}: unknown model kind {cfg['kind']!r}")
         seconds = time.perf_counter() - t0
@@ -300,6 +305,7 @@ class Predictor:
             exit_threshold,
             precision,
             int8_model,
+            detail,
         )
 
     def views(self, x: np.ndarray) -> np.ndarray:

@@ -1,25 +1,31 @@
-"""Int8 serving: the frozen VGG16 backbone quantized after training (full integer), run with LiteRT.
+"""Int8 serving: the frozen VGG16 backbone quantized after training, run with LiteRT.
 
-Why: one VGG16 pass at 288 px costs ~25.6 GFLOPs. oneDNN's bfloat16 kernels run it in ~120 ms on this
-2-core CPU; the backbone quantized to int8 (AVX-512 VNNI through LiteRT's XNNPACK kernels) in ~60 ms
-(README ``## Classifier``, "Int8 serving").
+Why: one VGG16 pass at 320 px costs ~31.6 GFLOPs. oneDNN's bfloat16 kernels run it in ~150 ms on this
+2-core CPU; the backbone quantized to int8 (AVX-512 VNNI through LiteRT's XNNPACK kernels) in ~76 ms
+calibrated, ~90 ms dynamic range (README ``## Classifier``, "Int8 serving").
 
-Recipe (TensorFlow Lite "Post-training integer quantization" guide, tensorflow.org/lite/performance/
-post_training_integer_quant): freeze the float32 Keras backbone into a concrete function and convert it with
-``optimizations=[tf.lite.Optimize.DEFAULT]`` and a ``representative_dataset`` of real preprocessed photos.
-Weights become int8 (per output channel for convolutions), activations int8 with ranges calibrated on those
-photos; input and output stay float32, so the interpreter takes exactly what
+Two recipes, both from the TensorFlow Lite post-training quantization guides (tensorflow.org/lite/
+performance/post_training_quantization): the float32 Keras backbone is frozen into a concrete function and
+converted with ``optimizations=[tf.lite.Optimize.DEFAULT]``.
+
+* **Calibrated full integer** (`RECIPE`; "Post-training integer quantization"): with a
+  ``representative_dataset`` of real preprocessed photos (`calibration_photos`), weights become int8 (per
+  output channel for convolutions) and activations int8 with ranges calibrated on those photos.
+* **Dynamic range** (`DYNAMIC_RECIPE`; "Post-training dynamic range quantization"): without photos, weights
+  become int8 and activations are quantized at run time from each tensor's own range (XNNPACK's dynamically
+  quantized int8 kernels). No calibration data is needed, so every machine can serve int8; one pass is
+  ~15 % slower than the calibrated model and converts in ~5 s instead of ~50 s.
+
+Input and output stay float32 in both, so the interpreter takes exactly what
 `classifier.preprocess.preprocess` returns and gives bottleneck features (1, S/32, S/32, 512). Only the
 backbone is quantized: the version's head stays float32 (`classifier.predictor.Predictor`), so the softmax
 is not rounded to int8 steps of 1/256 and the decision thresholds keep their meaning.
 
 Nothing int8 is committed: the quantized model is the (quantized) ImageNet backbone, which the registry
-never stores. It is derived on the machine from the configured backbone, the input size and
-`CALIBRATION_PHOTOS` photos of the base data set (`calibration_photos`), and cached under ``cache_dir`` by a
-key over all of those (`int8_cache_key`). It does not depend on the head, so every version of the same input
-size and backbone shares it: a machine converts once (~45-55 s at 288-320 px on 2 cores), and a retrained
-version needs no conversion. Without calibration photos there is no int8 model; `classifier.serving` then
-serves the float model (bfloat16 where the CPU has AVX512_BF16).
+never stores. It is derived on the machine from the configured backbone, the input size and (calibrated
+recipe) `CALIBRATION_PHOTOS` photos of the base data set, and cached under ``cache_dir`` by a key over all
+of those (`int8_cache_key`). It does not depend on the head, so every version of the same input size and
+backbone shares it: a machine converts once, and a retrained version needs no conversion.
 """
 
 from __future__ import annotations
@@ -51,8 +57,9 @@ log = logging.getLogger(__name__)
 #: Photos used to calibrate activation ranges. The TFLite guide suggests "around 100-500 samples"; 100 kept
 #: validation top-1 within one photo of float for v0005 (README), and costs ~20 s of the conversion.
 CALIBRATION_PHOTOS = 100
-#: Bump when the conversion recipe changes, so cached int8 models of the old recipe are not reused.
+#: Bump when a conversion recipe changes, so cached int8 models of the old recipe are not reused.
 RECIPE = "ptq-int8-v1"
+DYNAMIC_RECIPE = "drq-int8-v1"
 #: Cache keys whose conversion failed in this process, with the error. They are not converted again until
 #: the process restarts (or `forget_failed_conversions`): otherwise each hot swap in the bot would block its
 #: classifier thread for another minute on the same failure. Retraining runs in its own process and tries
@@ -75,10 +82,25 @@ def forget_failed_conversions() -> None:
 @dataclass(frozen=True)
 class Int8Source:
     """Where an int8 backbone comes from: calibration ``photos`` (image files of the base data set,
-    `calibration_photos`) and the ``cache_dir`` (DATA_DIR/cache) holding converted backbones."""
+    `calibration_photos`; empty: the dynamic-range recipe, see module docstring) and the ``cache_dir``
+    (DATA_DIR/cache) holding converted backbones."""
 
     photos: tuple[Path, ...]
     cache_dir: Path
+
+    @classmethod
+    def dynamic(cls, cache_dir: Path) -> Int8Source:
+        """The dynamic-range recipe: no calibration photos."""
+        return cls((), Path(cache_dir))
+
+    @property
+    def recipe(self) -> str:
+        """`RECIPE` with calibration photos, else `DYNAMIC_RECIPE`."""
+        return RECIPE if self.photos else DYNAMIC_RECIPE
+
+    def describe(self) -> str:
+        """For logs: ``int8, calibrated on N photos`` or ``int8, dynamic range``."""
+        return f"int8, calibrated on {len(self.photos)} photos" if self.photos else "int8, dynamic range"
 
     @classmethod
     def from_data_set(cls, data_dir: Path | None, cache_dir: Path) -> Int8Source | None:
@@ -112,12 +134,13 @@ def calibration_photos(data_dir: Path, n: int = CALIBRATION_PHOTOS) -> list[Labe
 
 def int8_cache_key(backbone_key: str, photos: Sequence[Path]) -> str:
     """Hex SHA-256 naming one int8 backbone: the backbone identity including its input size
-    (`classifier.model.BackboneIdentity.cache_key`), the calibration photos' bytes, the TensorFlow version
-    and `RECIPE`. Raises OSError if a photo cannot be read."""
+    (`classifier.model.BackboneIdentity.cache_key`), the calibration photos' bytes (none: dynamic range),
+    the TensorFlow version and the recipe (`RECIPE` or `DYNAMIC_RECIPE`). Raises OSError if a photo cannot
+    be read."""
     import tensorflow as tf
 
     h = hashlib.sha256()
-    for part in (RECIPE, tf.__version__, backbone_key):
+    for part in (RECIPE if photos else DYNAMIC_RECIPE, tf.__version__, backbone_key):
         h.update(part.encode() + b"\0")
     for path in photos:
         h.update(hashlib.sha256(path.read_bytes()).digest())
@@ -137,21 +160,23 @@ def representative_views(photos: Sequence[Path], spec: InputSpec) -> Iterator[li
 
 
 def convert_int8(model: keras.Model, spec: InputSpec, photos: Sequence[Path]) -> bytes:
-    """Quantize ``model`` (the backbone: float32 (1, S, S, C) -> (1, S/32, S/32, 512)) to a full-integer
-    TFLite flatbuffer with float32 input/output (module docstring). Raises Int8UnavailableError when no
-    photo is readable."""
+    """Quantize ``model`` (the backbone: float32 (1, S, S, C) -> (1, S/32, S/32, 512)) to a TFLite
+    flatbuffer with float32 input/output (module docstring): full integer calibrated on ``photos``, or
+    dynamic range when ``photos`` is empty. Raises Int8UnavailableError when photos are given but none is
+    readable (a calibration set that silently became dynamic range would be another model than asked)."""
     import tensorflow as tf
     from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
     readable = list(representative_views(photos, spec))
-    if not readable:
+    if photos and not readable:
         raise Int8UnavailableError("no readable calibration photo")
     signature = tf.TensorSpec((1, spec.size, spec.size, spec.channels), tf.float32)
     forward = tf.function(lambda x: model(x, training=False), input_signature=[signature])
     frozen = convert_variables_to_constants_v2(forward.get_concrete_function())
     converter = tf.lite.TFLiteConverter.from_concrete_functions([frozen])
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    converter.representative_dataset = lambda: iter(readable)
+    if readable:
+        converter.representative_dataset = lambda: iter(readable)
     with warnings.catch_warnings():
         # Input and output are float32 on purpose (module docstring), so there are no input statistics.
         warnings.filterwarnings("ignore", message="Statistics for quantized inputs were expected")
@@ -192,11 +217,14 @@ def load_int8(
 
 def _convert_and_cache(model: keras.Model, spec: InputSpec, photos: Sequence[Path], out: Path) -> Int8Model:
     """`load_int8` on a cache miss. Raises Int8UnavailableError."""
-    log.info(
-        "building the int8 backbone from %d calibration photos (about a minute, once; cached in %s)",
-        len(photos),
-        out.parent,
-    )
+    if photos:
+        log.info(
+            "building the int8 backbone from %d calibration photos (about a minute, once; cached in %s)",
+            len(photos),
+            out.parent,
+        )
+    else:
+        log.info("building the dynamic-range int8 backbone (a few seconds, once; cached in %s)", out.parent)
     t0 = time.perf_counter()
     try:
         flatbuffer = convert_int8(model, spec, photos)
@@ -226,7 +254,8 @@ def _write_cache(out: Path, flatbuffer: bytes, photos: Sequence[Path], seconds: 
 
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    note = {"recipe": RECIPE, "tensorflow": tf.__version__, "photos": [str(p) for p in photos]}
+    recipe = RECIPE if photos else DYNAMIC_RECIPE
+    note = {"recipe": recipe, "tensorflow": tf.__version__, "photos": [str(p) for p in photos]}
     try:
         tmp.write_bytes(flatbuffer)
         out.with_suffix(".json").write_text(json.dumps({**note, "seconds": round(seconds, 1)}, indent=1))

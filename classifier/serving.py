@@ -10,11 +10,13 @@ version is loaded and warmed up in the worker thread and then the reference is s
 before the load was queued run on the old model (the executor is FIFO), requests after on the new one; a
 failed load (e.g. BackboneMismatchError) leaves the old model serving and is raised to the caller.
 
-Precision (`resolve_precision`): ``auto`` serves int8 (`classifier.quantize`, about 2x faster than
-bfloat16 here) when calibration photos are found in the training data set, else bfloat16 on CPUs with
-AVX512_BF16, else float32. The int8 backbone is converted once per backbone, input size and calibration set
-(~50 s at 320 px, in the worker thread, logged; every version of that size shares it) and cached under
-``cache_dir``; if that fails under ``auto``, the float model serves and the failure is logged.
+Precision (`resolve_precision`): ``auto`` serves int8 (`classifier.quantize`, 1.6-1.9x faster than
+bfloat16 here): calibrated on the training data set's photos when TRAINING_DATA_DIR has them, else the
+dynamic-range recipe, which needs no photos. The int8 backbone is converted once per backbone, input size and
+recipe (calibrated ~50 s at 320 px, dynamic range ~5 s; in the worker thread, logged; every version of
+that size shares it) and cached under ``cache_dir``. If the calibrated conversion fails, the dynamic-range
+recipe is tried; if that fails too under ``auto``, the float model serves (bfloat16 on CPUs with
+AVX512_BF16, else float32). Each fallback is logged.
 """
 
 from __future__ import annotations
@@ -48,20 +50,10 @@ def cpu_has_bf16() -> bool:
         return False
 
 
-def resolve_precision(setting: PrecisionSetting, has_calibration: bool, has_bf16: bool) -> Precision:
-    """The precision to serve in. ``auto``: int8 with calibration photos, else bfloat16 when the CPU has
-    AVX512_BF16, else float32; any other setting is taken as is. Raises ValueError for ``int8`` without
-    calibration photos (the message names TRAINING_DATA_DIR)."""
-    if setting == "int8" and not has_calibration:
-        raise ValueError(
-            "CLASSIFIER_PRECISION=int8 needs calibration photos: set TRAINING_DATA_DIR to the data set the "
-            "champion was trained on"
-        )
-    if setting != "auto":
-        return setting
-    if has_calibration:
-        return "int8"
-    return "bfloat16" if has_bf16 else "float32"
+def resolve_precision(setting: PrecisionSetting) -> Precision:
+    """The precision to serve in first: ``auto`` is int8 (calibrated or dynamic range, module docstring);
+    any other setting is taken as is. The float fallback of ``auto``: `ClassifierService._float_bfloat16`."""
+    return "int8" if setting == "auto" else setting
 
 
 class ClassifierNotReadyError(RuntimeError):
@@ -73,8 +65,8 @@ class ClassifierService:
 
     models_dir: registry root (MODELS_DIR); vgg16_weights: ``"imagenet"`` or a weights file path
     (VGG16_WEIGHTS); precision: CLASSIFIER_PRECISION (see `resolve_precision`); training_data_dir: the base
-    data set whose photos calibrate int8 (TRAINING_DATA_DIR; None: no int8); cache_dir: where int8 models
-    are cached (default DATA_DIR/cache); bfloat16: overrides the AVX512_BF16 detection for the float
+    data set whose photos calibrate int8 (TRAINING_DATA_DIR; None: dynamic range); cache_dir: where int8
+    models are cached (default DATA_DIR/cache); bfloat16: overrides the AVX512_BF16 detection for the float
     fallback (float32 weights, Keras mixed_bfloat16); tta: test-time views overriding the version's
     (``["orig"]`` always one pass, about -1 point top-1; by default the version's views with its fitted
     early exit, see README). The loaded float32 backbone is reused across versions of the same input size.
@@ -125,35 +117,34 @@ class ClassifierService:
 
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         from classifier.predictor import Predictor
-        from classifier.quantize import Int8UnavailableError
+        from classifier.quantize import Int8Source, Int8UnavailableError
 
-        try:
-            int8 = self._int8_source()
-        except Exception as exc:  # e.g. a malformed MANIFEST.tsv: under auto the float model serves
-            if self.precision_setting == "int8":
-                raise
-            log.warning("int8 calibration photos unavailable (%s); serving %s in float", exc, version)
-            int8 = None
+        int8 = self._int8_source()
         bfloat16 = int8 is None and self._float_bfloat16()
         backbone = None if bfloat16 else self._backbone
         version_dir = self.registry.version_dir(version)
-        try:
-            predictor = Predictor.load(
-                version_dir, self.vgg16_weights, backbone, tta=self.tta, bfloat16=bfloat16, int8=int8
-            )
-        except Int8UnavailableError as exc:
-            if self.precision_setting == "int8":
-                raise
-            log.warning("int8 serving model unavailable (%s); serving %s in float", exc, version)
-            predictor = Predictor.load(
-                version_dir, self.vgg16_weights, None, tta=self.tta, bfloat16=self._float_bfloat16()
-            )
+        predictor = None
+        while predictor is None:
+            try:
+                predictor = Predictor.load(
+                    version_dir, self.vgg16_weights, backbone, tta=self.tta, bfloat16=bfloat16, int8=int8
+                )
+            except Int8UnavailableError as exc:
+                if int8 is not None and int8.photos:  # e.g. no calibration photo readable
+                    log.warning("calibrated int8 unavailable (%s); trying the dynamic-range recipe", exc)
+                    int8 = Int8Source.dynamic(self.cache_dir)
+                    continue
+                if self.precision_setting == "int8":
+                    raise
+                log.warning("int8 serving model unavailable (%s); serving %s in float", exc, version)
+                int8, bfloat16, backbone = None, self._float_bfloat16(), None
         predictor.warm_up()
         if predictor.backbone is not None and predictor.precision != "bfloat16":
             # reuse for the next version (same weights and input size); a bfloat16 trunk is not reused, as
             # int8 conversion and float32 serving need the float32 one
             self._backbone = predictor.backbone
-        log.info("loaded model %s (%s) in %.1f s", version, predictor.precision, predictor.load_seconds)
+        detail, seconds = predictor.precision_detail, predictor.load_seconds
+        log.info("loaded model %s (%s) in %.1f s", version, detail, seconds)
         return predictor
 
     def _float_bfloat16(self) -> bool:
@@ -162,15 +153,19 @@ class ClassifierService:
         return self.precision_setting == "bfloat16" or (self.precision_setting != "float32" and self.bfloat16)
 
     def _int8_source(self) -> Int8Source | None:
-        """Calibration photos and cache for int8 when the resolved precision is int8, else None."""
+        """None unless the resolved precision is int8; then calibration photos of TRAINING_DATA_DIR, or the
+        dynamic-range recipe when it is unset, has no photos or cannot be read (logged: e.g. a malformed
+        MANIFEST.tsv; `bot.__main__` refuses to start on that under CLASSIFIER_PRECISION=int8)."""
         from classifier.quantize import Int8Source
 
-        source = None
-        if self.precision_setting in ("auto", "int8"):
-            source = Int8Source.from_data_set(self.training_data_dir, self.cache_dir)
-        if resolve_precision(self.precision_setting, source is not None, self.bfloat16) != "int8":
+        if resolve_precision(self.precision_setting) != "int8":
             return None
-        return source
+        try:
+            source = Int8Source.from_data_set(self.training_data_dir, self.cache_dir)
+        except Exception as exc:  # what load_base_dataset raises for a malformed data set
+            log.warning("int8 calibration photos unavailable (%s); using the dynamic-range recipe", exc)
+            source = None
+        return source or Int8Source.dynamic(self.cache_dir)
 
     @property
     def precision(self) -> str:

@@ -18,8 +18,9 @@ class ClassifierSettings(BaseSettings):
     """MODELS_DIR: model registry root; DATA_DIR: caches and feedback images; VGG16_WEIGHTS: ``imagenet``
     (Keras downloads and caches the ImageNet weights) or a path to a ``vgg16_notop.weights.h5`` file.
     TRAINING_DATA_DIR: the base data set the champion was trained on (retraining; its photos also calibrate
-    the int8 serving model). CLASSIFIER_PRECISION: ``auto`` (int8 when TRAINING_DATA_DIR has photos, else
-    bfloat16 on CPUs with AVX512_BF16, else float32), ``int8``, ``bfloat16`` or ``float32``."""
+    the int8 serving model). CLASSIFIER_PRECISION: ``auto`` (int8: calibrated on TRAINING_DATA_DIR's photos,
+    else dynamic range; if int8 cannot be built, bfloat16 on CPUs with AVX512_BF16, else float32), ``int8``,
+    ``bfloat16`` or ``float32``."""
 
     model_config = SettingsConfigDict(env_file=".env", extra="ignore")
 

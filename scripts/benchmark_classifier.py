@@ -19,7 +19,9 @@ Variants (``--variants``): ``fp32`` (default oneDNN), ``xla`` (``jit_compile=Tru
 mixed_bfloat16: AVX512_BF16 kernels through oneDNN), ``xla-bf16``, ``onednn-off`` (TF_ENABLE_ONEDNN_OPTS=0),
 ``threads1`` (one intra-op thread), ``int8`` (the backbone quantized to int8 and run with LiteRT, the
 head in float32, `classifier.quantize`; calibrated on ``--data``'s photos, converted once and cached under
-``--cache``; ``int8_converted_in_load`` says whether ``load_s`` includes that conversion); a ``-tta``
+``--cache``; ``int8_converted_in_load`` says whether ``load_s`` includes that conversion), ``int8dyn``
+(the same with the dynamic-range recipe, no calibration photos: what the bot serves without
+TRAINING_DATA_DIR); a ``-tta``
 suffix always adds the flip view; a ``-served`` suffix
 serves the version as the bot does: its test-time views with its fitted early exit (the flip view only
 when the original view is not already confident enough; `classifier.predictor.combine_views`). The share
@@ -115,7 +117,7 @@ def original_path(args: argparse.Namespace, predictor: Any) -> Any:
     return run
 
 
-BASE_VARIANTS = ("fp32", "xla", "bf16", "xla-bf16", "onednn-off", "threads1", "int8")
+BASE_VARIANTS = ("fp32", "xla", "bf16", "xla-bf16", "onednn-off", "threads1", "int8", "int8dyn")
 VARIANTS = (
     BASE_VARIANTS + tuple(f"{v}-tta" for v in BASE_VARIANTS) + tuple(f"{v}-served" for v in BASE_VARIANTS)
 )
@@ -144,8 +146,11 @@ def run_variant(args: argparse.Namespace, variant: str) -> dict[str, Any]:
     if variant.startswith("int8"):
         from classifier.quantize import Int8Source
 
-        int8 = Int8Source.from_data_set(Path(args.data), Path(args.cache))
-        assert int8 is not None, f"no calibration photos in {args.data}"
+        if variant.startswith("int8dyn"):
+            int8 = Int8Source.dynamic(Path(args.cache))
+        else:
+            int8 = Int8Source.from_data_set(Path(args.data), Path(args.cache))
+            assert int8 is not None, f"no calibration photos in {args.data}"
         cached = set((Path(args.cache) / "int8").glob("*.tflite"))
     t = time.perf_counter()
     predictor = Predictor.load(

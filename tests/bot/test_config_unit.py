@@ -9,8 +9,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
-from bot.__main__ import check_database, check_model, main, webhook_options
+from bot.__main__ import check_database, check_model, int8_setting_problem, main, webhook_options
 from bot.config import TELEGRAM_API_URL, TELEGRAM_FILE_URL, SettingsError, load_settings
 from classifier.registry import RegistryError
 from db.errors import DatabaseBehindError
@@ -180,19 +181,20 @@ def test_bot_never_imports_tensorflow_at_import_or_build_time(tmp_path: Path) ->
     assert "HEAVY []" in result.stdout
 
 
-def test_main_refuses_int8_without_calibration_photos_in_one_line(
+def test_int8_without_calibration_photos_is_dynamic_range_but_an_unreadable_data_set_is_refused(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setenv("TELEGRAM_BOT_TOKEN", TOKEN)
     monkeypatch.setenv("CLASSIFIER_PRECISION", "int8")
     monkeypatch.delenv("TRAINING_DATA_DIR", raising=False)
+    assert int8_setting_problem(load_settings()) is None  # dynamic-range int8 needs no photos
+    monkeypatch.setenv("TRAINING_DATA_DIR", str(tmp_path))  # exists, but no photos: dynamic range too
+    assert int8_setting_problem(load_settings()) is None
+    Image.new("RGB", (8, 8)).save(tmp_path / "x.png")
+    (tmp_path / "MANIFEST.tsv").write_text("path\tno_kind_column\nx.png\t1\n")  # no kind/class columns
     assert main([]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "CLASSIFIER_PRECISION=int8 needs TRAINING_DATA_DIR" in err[0]
-    monkeypatch.setenv("TRAINING_DATA_DIR", str(tmp_path))  # exists, but no photos
-    assert main([]) == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and f"TRAINING_DATA_DIR={tmp_path} has no photos" in err[0]
+    assert len(err) == 1 and f"TRAINING_DATA_DIR={tmp_path} cannot be read" in err[0]
     monkeypatch.setenv("CLASSIFIER_PRECISION", "fast")
     assert main([]) == 2
     assert "CLASSIFIER_PRECISION is invalid" in capsys.readouterr().err

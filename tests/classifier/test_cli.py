@@ -157,9 +157,16 @@ def test_int8_precision_in_predict_and_evaluate(
         "-q",
     ]
     photo = tiny_env.dataset / "red_thing" / "red_thing_2.png"
+    int8_dir = tmp_path / "data" / "cache" / "int8"
     monkeypatch.delenv("TRAINING_DATA_DIR", raising=False)
-    assert main([*argv, "predict", "--json", "--precision", "int8", str(photo)]) == 2
-    assert "TRAINING_DATA_DIR" in capsys.readouterr().err
+    # no calibration photos: the dynamic-range recipe
+    assert main([*argv, "predict", "--json", "--precision", "int8", str(photo)]) == 0
+    line = json.loads(capsys.readouterr().out.strip())
+    assert line["label"] == "red_thing" and line["model_version"] == "v0001"
+    (dynamic,) = int8_dir.glob("*.tflite")
+    assert json.loads(dynamic.with_suffix(".json").read_text())["recipe"] == "drq-int8-v1"
+    assert main([*argv, "predict", "--json", "--no-calibration", str(photo)]) == 2
+    assert "--no-calibration applies to --precision int8" in capsys.readouterr().err
 
     junk = tmp_path / "junk"
     (junk / "a").mkdir(parents=True)
@@ -173,9 +180,15 @@ def test_int8_precision_in_predict_and_evaluate(
     assert main([*argv, "predict", "--json", "--precision", "int8", str(photo)]) == 0
     line = json.loads(capsys.readouterr().out.strip())
     assert line["label"] == "red_thing" and line["model_version"] == "v0001"
-    assert len(list((tmp_path / "data" / "cache" / "int8").glob("*.tflite"))) == 1
+    assert len(list(int8_dir.glob("*.tflite"))) == 2  # the calibrated model is another one
 
     monkeypatch.delenv("TRAINING_DATA_DIR")  # evaluate calibrates on --data's training photos
-    assert main([*argv, "evaluate", "--data", str(tiny_env.dataset), "--json", "--precision", "int8"]) == 0
+    evaluate = [*argv, "evaluate", "--data", str(tiny_env.dataset), "--json", "--precision", "int8"]
+    assert main(evaluate) == 0
     metrics = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert metrics["precision"] == "int8" and metrics["top1"] >= 0.8
+    assert metrics["precision_detail"].startswith("int8, calibrated on ")
+    assert main([*evaluate, "--no-calibration"]) == 0  # as the bot serves without TRAINING_DATA_DIR
+    metrics = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert metrics["precision_detail"] == "int8, dynamic range" and metrics["top1"] >= 0.8
+    assert len(list(int8_dir.glob("*.tflite"))) == 2  # predict's dynamic-range model, from the cache

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
@@ -33,23 +34,11 @@ def test_calibration_photos_round_robin_over_labels(tiny_env) -> None:
 
 
 @pytest.mark.parametrize(
-    ("setting", "calibration", "bf16", "expected"),
-    [
-        ("auto", True, True, "int8"),
-        ("auto", False, True, "bfloat16"),
-        ("auto", False, False, "float32"),
-        ("bfloat16", True, False, "bfloat16"),
-        ("float32", True, True, "float32"),
-        ("int8", True, False, "int8"),
-    ],
+    ("setting", "expected"),
+    [("auto", "int8"), ("int8", "int8"), ("bfloat16", "bfloat16"), ("float32", "float32")],
 )
-def test_resolve_precision(setting, calibration: bool, bf16: bool, expected: str) -> None:
-    assert resolve_precision(setting, calibration, bf16) == expected
-
-
-def test_int8_without_calibration_photos_is_a_clear_error() -> None:
-    with pytest.raises(ValueError, match="TRAINING_DATA_DIR"):
-        resolve_precision("int8", False, True)
+def test_resolve_precision(setting, expected: str) -> None:
+    assert resolve_precision(setting) == expected
 
 
 @pytest.fixture(scope="module")
@@ -90,6 +79,40 @@ def test_int8_predictor_matches_float_and_is_cached(tiny_env, int8_cache: Path, 
         Predictor.load(version_dir, str(tiny_env.weights), int8=Int8Source(photos[:5], int8_cache))
 
 
+def test_dynamic_range_int8_needs_no_photos_and_is_its_own_cached_model(
+    tiny_env, int8_cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    version_dir = Registry(tiny_env.models).version_dir("v0001")
+    before = set((int8_cache / "int8").glob("*.tflite"))
+    source = Int8Source.dynamic(int8_cache)
+    assert source.photos == () and source.recipe == quantize.DYNAMIC_RECIPE
+    dynamic = Predictor.load(version_dir, str(tiny_env.weights), int8=source)
+    assert dynamic.precision == "int8" and dynamic.precision_detail == "int8, dynamic range"
+    added = set((int8_cache / "int8").glob("*.tflite")) - before
+    assert len(added) == 1  # another key than any calibrated model in the same cache
+    (note,) = [p.with_suffix(".json") for p in added]
+    assert json.loads(note.read_text())["recipe"] == quantize.DYNAMIC_RECIPE
+
+    fp32 = Predictor.load(version_dir, str(tiny_env.weights))
+    agree, n = 0, 0
+    for path in _photos(tiny_env.dataset):
+        x = preprocess(path.read_bytes(), fp32.spec)
+        pd, p32 = dynamic.probabilities(x), fp32.probabilities(x)
+        assert pd.dtype == np.float32 and pd.shape == p32.shape
+        assert np.abs(pd - p32).max() < 0.1
+        agree += int(np.argmax(pd) == np.argmax(p32))
+        n += 1
+    assert agree >= 0.9 * n
+
+    def no_conversion(*args: object, **kwargs: object) -> bytes:
+        raise AssertionError("converted again")
+
+    monkeypatch.setattr(quantize, "convert_int8", no_conversion)
+    again = Predictor.load(version_dir, str(tiny_env.weights), int8=Int8Source.dynamic(int8_cache))
+    x = preprocess(_photos(tiny_env.dataset)[0].read_bytes(), again.spec)
+    assert np.array_equal(again.probabilities(x), dynamic.probabilities(x))
+
+
 def test_unreadable_calibration_photos(tiny_env, tmp_path: Path, caplog) -> None:
     version_dir = Registry(tiny_env.models).version_dir("v0001")
     junk = tmp_path / "junk.png"
@@ -119,31 +142,82 @@ async def test_service_serves_int8_with_training_data(tiny_env, tiny_models: Pat
         await service.close()
 
 
-async def test_service_precision_without_training_data(tiny_env, tiny_models: Path, tmp_path: Path) -> None:
-    auto = ClassifierService(tiny_models, str(tiny_env.weights), bfloat16=False, cache_dir=tmp_path)
-    await auto.start()
-    assert auto.precision == "float32"
-    await auto.close()
-    strict = ClassifierService(tiny_models, str(tiny_env.weights), precision="int8", cache_dir=tmp_path)
-    with pytest.raises(ValueError, match="TRAINING_DATA_DIR"):
-        await strict.start()
-    await strict.close()
+async def test_service_serves_dynamic_range_int8_without_training_data(
+    tiny_env, tiny_models: Path, tmp_path: Path, caplog
+) -> None:
+    photo = (tiny_env.dataset / "green_thing" / "green_thing_2.png").read_bytes()
+    for setting in ("auto", "int8"):
+        service = ClassifierService(
+            tiny_models, str(tiny_env.weights), bfloat16=False, precision=setting, cache_dir=tmp_path
+        )
+        with caplog.at_level(logging.INFO, logger="classifier.serving"):
+            await service.start()
+        try:
+            assert service.precision == "int8"
+            assert "loaded model v0001 (int8, dynamic range)" in caplog.text
+            assert (await service.classify(photo)).label in service.labels
+        finally:
+            await service.close()
+    assert len(list((tmp_path / "int8").glob("*.tflite"))) == 1  # converted once, then read from the cache
+    floats = ClassifierService(
+        tiny_models, str(tiny_env.weights), bfloat16=False, precision="float32", cache_dir=tmp_path
+    )
+    await floats.start()
+    assert floats.precision == "float32"
+    await floats.close()
 
 
-async def test_service_falls_back_to_float_when_conversion_fails(
+async def test_service_tries_dynamic_range_when_calibration_fails(
     tiny_env, tiny_models: Path, tmp_path: Path, caplog
 ) -> None:
     junk_data = tmp_path / "junk_data"
     (junk_data / "a").mkdir(parents=True)
     (junk_data / "a" / "x.png").write_bytes(b"not an image")
+    for setting in ("auto", "int8"):
+        service = ClassifierService(
+            tiny_models,
+            str(tiny_env.weights),
+            precision=setting,
+            training_data_dir=junk_data,
+            cache_dir=tmp_path / "cache",
+        )
+        with caplog.at_level(logging.INFO, logger="classifier.serving"):
+            await service.start()
+        assert "no readable calibration photo" in caplog.text
+        assert service.precision == "int8" and "(int8, dynamic range)" in caplog.text
+        await service.close()
+
+
+@pytest.mark.parametrize("bf16", [False, True])
+async def test_service_falls_back_to_float_when_conversion_fails(
+    tiny_env, tiny_models: Path, tmp_path: Path, caplog, monkeypatch: pytest.MonkeyPatch, bf16: bool
+) -> None:
+    calls: list[int] = []
+
+    def broken(*args: object) -> bytes:
+        calls.append(len(args[2]))  # type: ignore[arg-type]
+        raise RuntimeError("converter crashed")
+
+    monkeypatch.setattr(quantize, "convert_int8", broken)
     service = ClassifierService(
-        tiny_models, str(tiny_env.weights), bfloat16=False, training_data_dir=junk_data, cache_dir=tmp_path
+        tiny_models,
+        str(tiny_env.weights),
+        bfloat16=bf16,
+        training_data_dir=tiny_env.dataset,
+        cache_dir=tmp_path,
     )
     with caplog.at_level(logging.WARNING, logger="classifier.serving"):
         await service.start()
-    assert service.precision == "float32"
+    assert calls[0] > 0 and calls[1:] == [0]  # calibrated, then dynamic range, then float
+    assert service.precision == ("bfloat16" if bf16 else "float32")
     assert "int8 serving model unavailable" in caplog.text
+    if bf16:
+        assert service._backbone is None  # a bfloat16 trunk is never reused for int8 or float32
     await service.close()
+    strict = ClassifierService(tiny_models, str(tiny_env.weights), precision="int8", cache_dir=tmp_path)
+    with pytest.raises(Int8UnavailableError, match="converter crashed"):
+        await strict.start()
+    await strict.close()
 
 
 def test_a_damaged_cached_backbone_is_converted_again(tiny_env, tmp_path: Path, caplog) -> None:
@@ -174,7 +248,7 @@ def test_an_unwritable_cache_serves_from_memory(tiny_env, tmp_path: Path, caplog
     assert abs(float(predictor.probabilities(x).sum()) - 1.0) < 0.02
 
 
-async def test_a_malformed_training_data_set_falls_back_under_auto(
+async def test_a_malformed_training_data_set_falls_back_to_dynamic_range_int8(
     tiny_env, tiny_models: Path, tmp_path: Path, caplog
 ) -> None:
     broken = tmp_path / "broken"
@@ -184,17 +258,11 @@ async def test_a_malformed_training_data_set_falls_back_under_auto(
     auto = ClassifierService(
         tiny_models, str(tiny_env.weights), bfloat16=True, training_data_dir=broken, cache_dir=tmp_path
     )
-    with caplog.at_level(logging.WARNING, logger="classifier.serving"):
+    with caplog.at_level(logging.INFO, logger="classifier.serving"):
         await auto.start()
-    assert auto.precision == "bfloat16" and "calibration photos unavailable" in caplog.text
-    assert auto._backbone is None  # a bfloat16 trunk is never reused for int8 or float32
+    assert "calibration photos unavailable" in caplog.text
+    assert auto.precision == "int8" and "(int8, dynamic range)" in caplog.text
     await auto.close()
-    strict = ClassifierService(
-        tiny_models, str(tiny_env.weights), precision="int8", training_data_dir=broken, cache_dir=tmp_path
-    )
-    with pytest.raises(KeyError):
-        await strict.start()
-    await strict.close()
 
 
 def test_a_failed_conversion_is_not_retried_in_the_same_process(
