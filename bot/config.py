@@ -142,7 +142,10 @@ def describe_validation_error(error: ValidationError) -> str:
             hint = " (get one from @BotFather)" if name == "TELEGRAM_BOT_TOKEN" else ""
             problems.append(f"{name} is missing{hint}")
         elif name == "TELEGRAM_BOT_TOKEN":
-            problems.append(f"{name} is malformed: expected '<bot id>:<secret>' as given by @BotFather")
+            problems.append(
+                f"{name} is malformed: expected '<bot id>:<secret>' as given by @BotFather (digits, a colon, "
+                "then 10-128 letters, digits, '_' or '-')"
+            )
         else:
             message = str(item.get("msg", "invalid")).removeprefix("Value error, ")
             problems.append(f"{name} is invalid: {message}")

@@ -27,10 +27,12 @@ Settings (MODELS_DIR, DATA_DIR, VGG16_WEIGHTS) come from the environment / ``.en
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import logging
 import os
 import sys
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -110,10 +112,11 @@ def _load_predictor(
     calibration: Path | None = None,
     dynamic: bool = False,
 ) -> Any:
-    """Load ``version`` (default: the champion) in ``precision``; int8 is calibrated on TRAINING_DATA_DIR
-    or else ``calibration`` (a base data set), and is the dynamic-range recipe when ``dynamic`` or neither
-    has photos. Raises RegistryError, what `classifier.predictor.Predictor.load` raises, and what
-    `classifier.quantize.calibration_photos` raises for a malformed data set (KeyError, OSError)."""
+    """Load ``version`` (default: the champion) in ``precision``; int8 is calibrated on the photos of
+    TRAINING_DATA_DIR, else of ``calibration`` (a base data set), and is the dynamic-range recipe when
+    ``dynamic`` or neither has photos. Raises RegistryError, what `classifier.predictor.Predictor.load`
+    raises, and ValueError (one line) when TRAINING_DATA_DIR is not a directory or a data set cannot be
+    read (a malformed MANIFEST.tsv)."""
     from classifier.predictor import Predictor
     from classifier.quantize import Int8Source
 
@@ -124,25 +127,44 @@ def _load_predictor(
     int8 = None
     if precision == "int8":
         cache = s.data_dir / "cache"
-        source = None if dynamic else s.training_data_dir or calibration
-        int8 = Int8Source.from_data_set(Path(source) if source else None, cache) or Int8Source.dynamic(cache)
-    return Predictor.load(
-        registry.version_dir(name),
-        _weights_arg(s.vgg16_weights),
-        bfloat16=precision == "bfloat16",
-        int8=int8,
-    )
+        if s.training_data_dir is not None and not Path(s.training_data_dir).is_dir():
+            raise ValueError(f"TRAINING_DATA_DIR={s.training_data_dir} is not a directory")
+        int8 = None
+        for data in [] if dynamic else [s.training_data_dir, calibration]:
+            try:
+                int8 = int8 or Int8Source.from_data_set(Path(data) if data else None, cache)
+            except (OSError, KeyError, ValueError, csv.Error) as exc:
+                why = textwrap.shorten(repr(exc), 200)
+                raise ValueError(f"cannot read calibration photos in {data}: {why}") from exc
+        int8 = int8 or Int8Source.dynamic(cache)
+    try:
+        return Predictor.load(
+            registry.version_dir(name),
+            _weights_arg(s.vgg16_weights),
+            bfloat16=precision == "bfloat16",
+            int8=int8,
+        )
+    except Int8UnavailableError as exc:
+        if int8 is None or not int8.photos:
+            raise
+        hint = "--no-calibration uses the dynamic-range recipe, which needs no photos"
+        raise Int8UnavailableError(f"{exc} ({hint})") from exc
 
 
 def _precision(args: argparse.Namespace) -> str:
-    if args.no_calibration and args.precision != "int8":
+    if args.bfloat16 and args.precision not in ("float32", "bfloat16"):
+        raise ValueError(f"--bfloat16 contradicts --precision {args.precision}")
+    precision = "bfloat16" if args.bfloat16 else str(args.precision)
+    if args.no_calibration and precision != "int8":
         raise ValueError("--no-calibration applies to --precision int8")
-    return "bfloat16" if args.bfloat16 else str(args.precision)
+    return precision
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
     s = _settings(args)
     predictor = _load_predictor(s, args.version, _precision(args), dynamic=args.no_calibration)
+    if not args.quiet:
+        print(f"model {predictor.version} ({predictor.precision_detail})", file=sys.stderr)
     for image in args.images:
         out: dict[str, Any] = {"path": image}
         try:
@@ -292,8 +314,8 @@ def _add_precision_arguments(parser: argparse.ArgumentParser) -> None:
         "--precision",
         choices=PRECISIONS,
         default="float32",
-        help="float32 (default), bfloat16, or int8 (what the bot serves; calibrated on TRAINING_DATA_DIR, "
-        "else dynamic range: README 'Int8 serving')",
+        help="float32 (default), bfloat16, or int8 (what the bot serves; calibrated on TRAINING_DATA_DIR's "
+        "photos, for evaluate else --data's, else dynamic range: README 'Int8 serving')",
     )
     parser.add_argument(
         "--no-calibration",
@@ -310,7 +332,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--weights", help="VGG16 weights: imagenet, a file path, or none (default: VGG16_WEIGHTS)"
     )
     parser.add_argument("--data-dir", help="DATA_DIR for caches (default: DATA_DIR or data/)")
-    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    parser.add_argument(
+        "-q", "--quiet", action="store_true", help="no progress bars, int8 conversion messages or model line"
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     t = sub.add_parser("train", help="train a new version")

@@ -35,6 +35,7 @@ import hashlib
 import json
 import logging
 import os
+import textwrap
 import threading
 import time
 import warnings
@@ -87,6 +88,23 @@ class Int8Source:
 
     photos: tuple[Path, ...]
     cache_dir: Path
+
+    @classmethod
+    def for_serving(cls, data_dir: Path | None, cache_dir: Path) -> Int8Source:
+        """What the bot serves: `calibration_photos` of ``data_dir`` (TRAINING_DATA_DIR) when it has photos,
+        else the dynamic-range recipe, with a warning when ``data_dir`` is set but has no photos or cannot
+        be read (a malformed MANIFEST.tsv: whatever `load_base_dataset` raises). Never raises."""
+        try:
+            source = cls.from_data_set(data_dir, cache_dir)
+        except Exception as exc:  # KeyError, OSError, csv.Error... from a malformed data set
+            why = textwrap.shorten(repr(exc), 200)
+            log.warning(
+                "TRAINING_DATA_DIR=%s cannot be read (%s); int8 uses the dynamic-range recipe", data_dir, why
+            )
+            return cls.dynamic(cache_dir)
+        if source is None and data_dir is not None:
+            log.warning("TRAINING_DATA_DIR=%s has no photos; int8 uses the dynamic-range recipe", data_dir)
+        return source or cls.dynamic(cache_dir)
 
     @classmethod
     def dynamic(cls, cache_dir: Path) -> Int8Source:

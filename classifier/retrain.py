@@ -590,26 +590,24 @@ def prepare_int8_serving(
 ) -> bool:
     """Convert ``version_dir`` to int8 into the serving cache (DATA_DIR/cache, `classifier.quantize`)
     before it is promoted, so the bot's hot swap reads the cache instead of converting on its classifier
-    thread. Only when the bot would serve int8 (CLASSIFIER_PRECISION auto/int8 with TRAINING_DATA_DIR,
-    whose photos calibrate it, exactly as `classifier.serving.ClassifierService` picks them). A failure is
-    reported and logged, never raised: the bot then falls back or converts itself. True when the model is
-    in the cache."""
+    thread. Only when the bot would serve int8 (CLASSIFIER_PRECISION auto/int8), with the recipe it would
+    pick (`classifier.quantize.Int8Source.for_serving`: calibrated on TRAINING_DATA_DIR's photos, else
+    dynamic range). A failure is reported and logged, never raised: the bot then falls back or converts
+    itself. True when the model is in the cache."""
     from classifier.predictor import Predictor
     from classifier.quantize import Int8Source
 
     if settings.classifier_precision not in ("auto", "int8"):
         return False
-    source = Int8Source.from_data_set(settings.training_data_dir, settings.data_dir / "cache")
-    if source is None:
-        return False
+    source = Int8Source.for_serving(settings.training_data_dir, settings.data_dir / "cache")
     t0 = time.perf_counter()
     try:
         Predictor.load(version_dir, _weights_setting(settings.vgg16_weights), backbone, int8=source)
     except Exception as exc:  # the serving side handles a missing int8 model; promotion must not fail here
         log.warning("int8 serving model for %s not prepared: %s", version_dir.name, exc)
-        report("save", f"int8 serving model not prepared ({exc}); the bot will use the float model")
+        report("save", f"int8 serving model not prepared ({exc}); the bot will try to convert it itself")
         return False
-    report("save", f"int8 serving model ready in {time.perf_counter() - t0:.0f} s")
+    report("save", f"int8 serving model ({source.describe()}) ready in {time.perf_counter() - t0:.0f} s")
     return True
 
 

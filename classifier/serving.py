@@ -121,8 +121,8 @@ class ClassifierService:
 
         int8 = self._int8_source()
         bfloat16 = int8 is None and self._float_bfloat16()
-        backbone = None if bfloat16 else self._backbone
         version_dir = self.registry.version_dir(version)
+        backbone = None if bfloat16 else self._float32_backbone(version_dir)
         predictor = None
         while predictor is None:
             try:
@@ -137,7 +137,8 @@ class ClassifierService:
                 if self.precision_setting == "int8":
                     raise
                 log.warning("int8 serving model unavailable (%s); serving %s in float", exc, version)
-                int8, bfloat16, backbone = None, self._float_bfloat16(), None
+                int8, bfloat16 = None, self._float_bfloat16()
+                backbone = None if bfloat16 else backbone
         predictor.warm_up()
         if predictor.backbone is not None and predictor.precision != "bfloat16":
             # reuse for the next version (same weights and input size); a bfloat16 trunk is not reused, as
@@ -147,25 +148,36 @@ class ClassifierService:
         log.info("loaded model %s (%s) in %.1f s", version, detail, seconds)
         return predictor
 
+    def _float32_backbone(self, version_dir: Path) -> Backbone | None:
+        """The float32 VGG16 trunk at the version's input size, loaded once and kept for the next versions
+        (int8 conversion and float32 serving start from it), so that an int8 attempt that fails and the float
+        fallback after it do not load VGG16 again. None for the from-scratch baseline. Raises what
+        `classifier.model.load_backbone` raises."""
+        from classifier.model import load_backbone
+        from classifier.predictor import read_version_config
+
+        cfg = read_version_config(version_dir)
+        if cfg.get("kind") != "vgg16_head":
+            return None
+        size = int(cfg["input"]["size"])
+        if self._backbone is None or self._backbone.input_size != size:
+            self._backbone = load_backbone(self.vgg16_weights, size)
+        return self._backbone
+
     def _float_bfloat16(self) -> bool:
-        """Whether a float model computes in bfloat16: CLASSIFIER_PRECISION=bfloat16, or auto/int8 fallback
-        on a CPU with AVX512_BF16 (or the ``bfloat16`` override)."""
+        """Whether a float model computes in bfloat16: CLASSIFIER_PRECISION=bfloat16, or the float fallback
+        of ``auto`` on a CPU with AVX512_BF16 (or the ``bfloat16`` override)."""
         return self.precision_setting == "bfloat16" or (self.precision_setting != "float32" and self.bfloat16)
 
     def _int8_source(self) -> Int8Source | None:
-        """None unless the resolved precision is int8; then calibration photos of TRAINING_DATA_DIR, or the
-        dynamic-range recipe when it is unset, has no photos or cannot be read (logged: e.g. a malformed
-        MANIFEST.tsv; `bot.__main__` refuses to start on that under CLASSIFIER_PRECISION=int8)."""
+        """None unless the resolved precision is int8; then `Int8Source.for_serving`: calibration photos of
+        TRAINING_DATA_DIR, or the dynamic-range recipe when it is unset, has no photos or cannot be read
+        (logged; `bot.__main__` refuses to start on the last two under CLASSIFIER_PRECISION=int8)."""
         from classifier.quantize import Int8Source
 
         if resolve_precision(self.precision_setting) != "int8":
             return None
-        try:
-            source = Int8Source.from_data_set(self.training_data_dir, self.cache_dir)
-        except Exception as exc:  # what load_base_dataset raises for a malformed data set
-            log.warning("int8 calibration photos unavailable (%s); using the dynamic-range recipe", exc)
-            source = None
-        return source or Int8Source.dynamic(self.cache_dir)
+        return Int8Source.for_serving(self.training_data_dir, self.cache_dir)
 
     @property
     def precision(self) -> str:

@@ -190,6 +190,11 @@ def test_int8_without_calibration_photos_is_dynamic_range_but_an_unreadable_data
     assert int8_setting_problem(load_settings()) is None  # dynamic-range int8 needs no photos
     monkeypatch.setenv("TRAINING_DATA_DIR", str(tmp_path))  # exists, but no photos: dynamic range too
     assert int8_setting_problem(load_settings()) is None
+    monkeypatch.setenv("TRAINING_DATA_DIR", str(tmp_path / "typo"))
+    assert main([]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"TRAINING_DATA_DIR={tmp_path / 'typo'} is not a directory" in err[0]
+    monkeypatch.setenv("TRAINING_DATA_DIR", str(tmp_path))
     Image.new("RGB", (8, 8)).save(tmp_path / "x.png")
     (tmp_path / "MANIFEST.tsv").write_text("path\tno_kind_column\nx.png\t1\n")  # no kind/class columns
     assert main([]) == 2

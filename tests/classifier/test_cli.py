@@ -167,6 +167,20 @@ def test_int8_precision_in_predict_and_evaluate(
     assert json.loads(dynamic.with_suffix(".json").read_text())["recipe"] == "drq-int8-v1"
     assert main([*argv, "predict", "--json", "--no-calibration", str(photo)]) == 2
     assert "--no-calibration applies to --precision int8" in capsys.readouterr().err
+    assert main([*argv, "predict", "--precision", "int8", "--bfloat16", str(photo)]) == 2
+    assert "--bfloat16 contradicts --precision int8" in capsys.readouterr().err
+
+    monkeypatch.setenv("TRAINING_DATA_DIR", str(tmp_path / "typo"))
+    assert main([*argv, "predict", "--json", "--precision", "int8", str(photo)]) == 2
+    assert f"TRAINING_DATA_DIR={tmp_path / 'typo'} is not a directory" in capsys.readouterr().err
+    malformed = tmp_path / "malformed"
+    malformed.mkdir()
+    (malformed / "x.png").write_bytes(photo.read_bytes())
+    (malformed / "MANIFEST.tsv").write_text("path\tno_kind_column\nx.png\t1\n")
+    monkeypatch.setenv("TRAINING_DATA_DIR", str(malformed))
+    assert main([*argv, "predict", "--json", "--precision", "int8", str(photo)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"cannot read calibration photos in {malformed}" in err[0]  # not a traceback
 
     junk = tmp_path / "junk"
     (junk / "a").mkdir(parents=True)
@@ -174,7 +188,8 @@ def test_int8_precision_in_predict_and_evaluate(
     monkeypatch.setenv("TRAINING_DATA_DIR", str(junk))
     # a message, not a traceback
     assert main([*argv, "predict", "--json", "--precision", "int8", str(photo)]) == 2
-    assert "no readable calibration photo" in capsys.readouterr().err
+    message = capsys.readouterr().err
+    assert "no readable calibration photo" in message and "--no-calibration" in message
 
     monkeypatch.setenv("TRAINING_DATA_DIR", str(tiny_env.dataset))
     assert main([*argv, "predict", "--json", "--precision", "int8", str(photo)]) == 0

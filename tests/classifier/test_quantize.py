@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from classifier import quantize
+from classifier import model, quantize
 from classifier.predictor import Int8Source, Predictor
 from classifier.preprocess import preprocess
 from classifier.quantize import Int8UnavailableError, calibration_photos
@@ -147,6 +147,7 @@ async def test_service_serves_dynamic_range_int8_without_training_data(
 ) -> None:
     photo = (tiny_env.dataset / "green_thing" / "green_thing_2.png").read_bytes()
     for setting in ("auto", "int8"):
+        caplog.clear()
         service = ClassifierService(
             tiny_models, str(tiny_env.weights), bfloat16=False, precision=setting, cache_dir=tmp_path
         )
@@ -174,6 +175,7 @@ async def test_service_tries_dynamic_range_when_calibration_fails(
     (junk_data / "a").mkdir(parents=True)
     (junk_data / "a" / "x.png").write_bytes(b"not an image")
     for setting in ("auto", "int8"):
+        caplog.clear()
         service = ClassifierService(
             tiny_models,
             str(tiny_env.weights),
@@ -186,6 +188,20 @@ async def test_service_tries_dynamic_range_when_calibration_fails(
         assert "no readable calibration photo" in caplog.text
         assert service.precision == "int8" and "(int8, dynamic range)" in caplog.text
         await service.close()
+        quantize.forget_failed_conversions()  # each setting goes through the whole chain
+
+
+async def test_service_warns_when_training_data_has_no_photos(
+    tiny_env, tiny_models: Path, tmp_path: Path, caplog
+) -> None:
+    service = ClassifierService(
+        tiny_models, str(tiny_env.weights), training_data_dir=tmp_path / "typo", cache_dir=tmp_path
+    )
+    with caplog.at_level(logging.INFO):
+        await service.start()
+    assert "TRAINING_DATA_DIR=" in caplog.text and "has no photos" in caplog.text
+    assert service.precision == "int8" and "(int8, dynamic range)" in caplog.text
+    await service.close()
 
 
 @pytest.mark.parametrize("bf16", [False, True])
@@ -199,6 +215,14 @@ async def test_service_falls_back_to_float_when_conversion_fails(
         raise RuntimeError("converter crashed")
 
     monkeypatch.setattr(quantize, "convert_int8", broken)
+    loads: list[int] = []
+    real_load_backbone = model.load_backbone
+
+    def counted_load_backbone(*args: object, **kwargs: object) -> object:
+        loads.append(1)
+        return real_load_backbone(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(model, "load_backbone", counted_load_backbone)
     service = ClassifierService(
         tiny_models,
         str(tiny_env.weights),
@@ -210,13 +234,25 @@ async def test_service_falls_back_to_float_when_conversion_fails(
         await service.start()
     assert calls[0] > 0 and calls[1:] == [0]  # calibrated, then dynamic range, then float
     assert service.precision == ("bfloat16" if bf16 else "float32")
+    # VGG16 is loaded once for both int8 attempts (and the float32 fallback); bfloat16 needs its own trunk
+    assert len(loads) == (2 if bf16 else 1)
     assert "int8 serving model unavailable" in caplog.text
-    if bf16:
-        assert service._backbone is None  # a bfloat16 trunk is never reused for int8 or float32
+    if bf16:  # the bfloat16 trunk is never kept for reuse by int8 or float32; the float32 one is
+        assert service._predictor is not None and service._backbone is not None
+        assert service._backbone is not service._predictor.backbone
     await service.close()
-    strict = ClassifierService(tiny_models, str(tiny_env.weights), precision="int8", cache_dir=tmp_path)
+    quantize.forget_failed_conversions()
+    calls.clear()
+    strict = ClassifierService(
+        tiny_models,
+        str(tiny_env.weights),
+        precision="int8",
+        training_data_dir=tiny_env.dataset,
+        cache_dir=tmp_path,
+    )
     with pytest.raises(Int8UnavailableError, match="converter crashed"):
         await strict.start()
+    assert calls[0] > 0 and calls[1:] == [0]  # calibrated, then dynamic range, then it stops
     await strict.close()
 
 
@@ -258,9 +294,9 @@ async def test_a_malformed_training_data_set_falls_back_to_dynamic_range_int8(
     auto = ClassifierService(
         tiny_models, str(tiny_env.weights), bfloat16=True, training_data_dir=broken, cache_dir=tmp_path
     )
-    with caplog.at_level(logging.INFO, logger="classifier.serving"):
+    with caplog.at_level(logging.INFO):
         await auto.start()
-    assert "calibration photos unavailable" in caplog.text
+    assert f"TRAINING_DATA_DIR={broken} cannot be read" in caplog.text
     assert auto.precision == "int8" and "(int8, dynamic range)" in caplog.text
     await auto.close()
 

@@ -281,7 +281,11 @@ async def test_int8_serving_model_is_prepared_before_promotion(retrain_env: Retr
 
     assert retrain.prepare_int8_serving(settings, version_dir, None, report) is True
     assert len(list((settings.data_dir / "cache" / "int8").glob("*.tflite"))) == 1
-    assert events[-1][1].startswith("int8 serving model ready")
+    assert events[-1][1].startswith("int8 serving model (int8, calibrated on ")
+    no_data = settings.model_copy(update={"training_data_dir": None})  # the bot then serves dynamic range
+    assert retrain.prepare_int8_serving(no_data, version_dir, None, report) is True
+    assert events[-1][1].startswith("int8 serving model (int8, dynamic range) ready")
+    assert len(list((settings.data_dir / "cache" / "int8").glob("*.tflite"))) == 2
 
     # The bot then loads it from the cache: converting again would fail here.
     def no_conversion(*args: object, **kwargs: object) -> bytes:
@@ -296,7 +300,15 @@ async def test_int8_serving_model_is_prepared_before_promotion(retrain_env: Retr
         cache_dir=settings.data_dir / "cache",
     )
     await service.start()
-    assert service.precision == "int8"
+    assert service._predictor is not None
+    assert service._predictor.precision_detail.startswith("int8, calibrated on ")
+    await service.close()
+    service = ClassifierService(
+        settings.models_dir, settings.vgg16_weights, precision="int8", cache_dir=settings.data_dir / "cache"
+    )
+    await service.start()
+    assert service._predictor is not None
+    assert service._predictor.precision_detail == "int8, dynamic range"
     await service.close()
 
     float_only = settings.model_copy(update={"classifier_precision": "float32"})
