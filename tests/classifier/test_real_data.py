@@ -45,8 +45,12 @@ def test_shipped_champion_classifies_real_photos(shared_data: Path, shared_weigh
 
 @pytest.mark.real_data
 @pytest.mark.slow
-def test_champion_in_int8_agrees_with_float(shared_data: Path, shared_weights: Path, tmp_path: Path) -> None:
-    """The int8 serving model (calibrated on the training photos) gives the float model's answers."""
+@pytest.mark.parametrize("recipe", ["calibrated", "dynamic range"])
+def test_champion_in_int8_agrees_with_float(
+    shared_data: Path, shared_weights: Path, tmp_path: Path, recipe: str
+) -> None:
+    """The int8 serving model (calibrated on the training photos, or dynamic range without them) gives the
+    float model's answers."""
     from classifier.dataset import load_base_dataset
     from classifier.predictor import Int8Source, Predictor
     from classifier.preprocess import preprocess
@@ -56,8 +60,9 @@ def test_champion_in_int8_agrees_with_float(shared_data: Path, shared_weights: P
     champion = registry.champion()
     assert champion is not None
     version_dir = registry.version_dir(champion)
-    photos = tuple(it.path for it in calibration_photos(shared_data))
+    photos = tuple(it.path for it in calibration_photos(shared_data)) if recipe == "calibrated" else ()
     int8 = Predictor.load(version_dir, str(shared_weights), int8=Int8Source(photos, tmp_path))
+    assert int8.precision_detail.endswith("100 photos" if photos else "dynamic range")
     fp32 = Predictor.load(version_dir, str(shared_weights))
     _, val, _ = load_base_dataset(shared_data)
     sample = val[::8]  # ~58 photos over every class
