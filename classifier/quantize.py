@@ -61,6 +61,7 @@ CALIBRATION_PHOTOS = 100
 #: Bump when a conversion recipe changes, so cached int8 models of the old recipe are not reused.
 RECIPE = "ptq-int8-v1"
 DYNAMIC_RECIPE = "drq-int8-v1"
+
 #: Cache keys whose conversion failed in this process, with the error. They are not converted again until
 #: the process restarts (or `forget_failed_conversions`): otherwise each hot swap in the bot would block its
 #: classifier thread for another minute on the same failure. Retraining runs in its own process and tries
@@ -70,8 +71,13 @@ _FAILED: dict[str, str] = {}
 _FAILED_LOCK = threading.Lock()
 
 
+def recipe_for(photos: Sequence[Path]) -> str:
+    """`RECIPE` when there are calibration photos, else `DYNAMIC_RECIPE`."""
+    return RECIPE if photos else DYNAMIC_RECIPE
+
+
 class Int8UnavailableError(RuntimeError):
-    """An int8 model was required but cannot be built (no calibration photos, or conversion failed)."""
+    """An int8 model was required but cannot be built (no readable calibration photo, conversion failed)."""
 
 
 def forget_failed_conversions() -> None:
@@ -113,8 +119,8 @@ class Int8Source:
 
     @property
     def recipe(self) -> str:
-        """`RECIPE` with calibration photos, else `DYNAMIC_RECIPE`."""
-        return RECIPE if self.photos else DYNAMIC_RECIPE
+        """`recipe_for` its photos."""
+        return recipe_for(self.photos)
 
     def describe(self) -> str:
         """For logs: ``int8, calibrated on N photos`` or ``int8, dynamic range``."""
@@ -158,7 +164,7 @@ def int8_cache_key(backbone_key: str, photos: Sequence[Path]) -> str:
     import tensorflow as tf
 
     h = hashlib.sha256()
-    for part in (RECIPE if photos else DYNAMIC_RECIPE, tf.__version__, backbone_key):
+    for part in (recipe_for(photos), tf.__version__, backbone_key):
         h.update(part.encode() + b"\0")
     for path in photos:
         h.update(hashlib.sha256(path.read_bytes()).digest())
@@ -272,8 +278,7 @@ def _write_cache(out: Path, flatbuffer: bytes, photos: Sequence[Path], seconds: 
 
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    recipe = RECIPE if photos else DYNAMIC_RECIPE
-    note = {"recipe": recipe, "tensorflow": tf.__version__, "photos": [str(p) for p in photos]}
+    note = {"recipe": recipe_for(photos), "tensorflow": tf.__version__, "photos": [str(p) for p in photos]}
     try:
         tmp.write_bytes(flatbuffer)
         out.with_suffix(".json").write_text(json.dumps({**note, "seconds": round(seconds, 1)}, indent=1))
