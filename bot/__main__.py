@@ -5,10 +5,8 @@ check the database schema and the model, then serve. Startup problems are one li
 from __future__ import annotations
 
 import argparse
-import csv
 import logging
 import sys
-import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -151,16 +149,15 @@ def int8_setting_problem(settings: Settings) -> str | None:
     never fails here: it falls back to the dynamic-range recipe, then to the float model."""
     if settings.classifier_precision != "int8" or settings.training_data_dir is None:
         return None
-    from classifier.quantize import calibration_photos
+    from classifier.quantize import CalibrationDataError, calibration_photos
 
     data = settings.training_data_dir
     if not Path(data).is_dir():
         return f"TRAINING_DATA_DIR={data} is not a directory (CLASSIFIER_PRECISION=int8 calibrates on it)"
     try:
         calibration_photos(Path(data))
-    except (OSError, KeyError, ValueError, csv.Error) as exc:
-        why = textwrap.shorten(repr(exc), 200)  # a bad byte in MANIFEST.tsv would repeat the whole line
-        return f"TRAINING_DATA_DIR={data} cannot be read ({why}), needed by CLASSIFIER_PRECISION=int8"
+    except CalibrationDataError as exc:
+        return f"TRAINING_DATA_DIR={data} cannot be read ({exc.reason}), needed by CLASSIFIER_PRECISION=int8"
     return None
 
 

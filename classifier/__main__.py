@@ -27,12 +27,10 @@ Settings (MODELS_DIR, DATA_DIR, VGG16_WEIGHTS) come from the environment / ``.en
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import logging
 import os
 import sys
-import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -129,13 +127,9 @@ def _load_predictor(
         cache = s.data_dir / "cache"
         if s.training_data_dir is not None and not Path(s.training_data_dir).is_dir():
             raise ValueError(f"TRAINING_DATA_DIR={s.training_data_dir} is not a directory")
-        int8 = None
-        for data in [] if dynamic else [s.training_data_dir, calibration]:
-            try:
-                int8 = int8 or Int8Source.from_data_set(Path(data) if data else None, cache)
-            except (OSError, KeyError, ValueError, csv.Error) as exc:
-                why = textwrap.shorten(repr(exc), 200)
-                raise ValueError(f"cannot read calibration photos in {data}: {why}") from exc
+        if not dynamic:  # a malformed data set raises CalibrationDataError, a ValueError: one line
+            int8 = Int8Source.from_data_set(s.training_data_dir, cache)
+            int8 = int8 or Int8Source.from_data_set(calibration, cache)
         int8 = int8 or Int8Source.dynamic(cache)
     try:
         return Predictor.load(

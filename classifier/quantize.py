@@ -31,6 +31,7 @@ backbone shares it: a machine converts once, and a retrained version needs no co
 from __future__ import annotations
 
 import contextlib
+import csv
 import hashlib
 import json
 import logging
@@ -76,6 +77,16 @@ def recipe_for(photos: Sequence[Path]) -> str:
     return RECIPE if photos else DYNAMIC_RECIPE
 
 
+class CalibrationDataError(ValueError):
+    """A data set's calibration photos cannot be listed (a malformed MANIFEST.tsv, an unreadable file).
+    ``reason``: the cause, shortened to one line of at most 200 characters."""
+
+    def __init__(self, data_dir: Path, cause: Exception) -> None:
+        # a bad byte in MANIFEST.tsv would otherwise repeat the whole line in the message
+        self.reason = textwrap.shorten(repr(cause), 200)
+        super().__init__(f"cannot read calibration photos in {data_dir}: {self.reason}")
+
+
 class Int8UnavailableError(RuntimeError):
     """An int8 model was required but cannot be built (no readable calibration photo, conversion failed)."""
 
@@ -99,11 +110,11 @@ class Int8Source:
     def for_serving(cls, data_dir: Path | None, cache_dir: Path) -> Int8Source:
         """What the bot serves: `calibration_photos` of ``data_dir`` (TRAINING_DATA_DIR) when it has photos,
         else the dynamic-range recipe, with a warning when ``data_dir`` is set but has no photos or cannot
-        be read (a malformed MANIFEST.tsv: whatever `load_base_dataset` raises). Never raises."""
+        be read (`CalibrationDataError`). Never raises."""
         try:
             source = cls.from_data_set(data_dir, cache_dir)
-        except Exception as exc:  # KeyError, OSError, csv.Error... from a malformed data set
-            why = textwrap.shorten(repr(exc), 200)
+        except Exception as exc:  # CalibrationDataError; anything else is logged the same way
+            why = exc.reason if isinstance(exc, CalibrationDataError) else textwrap.shorten(repr(exc), 200)
             log.warning(
                 "TRAINING_DATA_DIR=%s cannot be read (%s); int8 uses the dynamic-range recipe", data_dir, why
             )
@@ -129,7 +140,7 @@ class Int8Source:
     @classmethod
     def from_data_set(cls, data_dir: Path | None, cache_dir: Path) -> Int8Source | None:
         """`calibration_photos` of ``data_dir`` with ``cache_dir``; None when ``data_dir`` is None or has no
-        photos. Raises what `load_base_dataset` raises for a malformed MANIFEST.tsv (KeyError, OSError)."""
+        photos. Raises CalibrationDataError for a data set that cannot be read."""
         if data_dir is None:
             return None
         photos = tuple(it.path for it in calibration_photos(Path(data_dir)))
@@ -140,10 +151,14 @@ def calibration_photos(data_dir: Path, n: int = CALIBRATION_PHOTOS) -> list[Labe
     """Up to ``n`` calibration photos from a base data set (as `load_base_dataset` reads it): its training
     images and out-of-distribution photos, taken round-robin over labels (file order within a label), so
     every class and the OOD scenes shape the activation ranges. Deterministic. Empty when ``data_dir`` is
-    not a directory or holds no images."""
+    not a directory or holds no images. Raises CalibrationDataError when `load_base_dataset` fails on it (a
+    malformed MANIFEST.tsv: OSError, KeyError, TypeError, ValueError, csv.Error)."""
     if not data_dir.is_dir():
         return []
-    train, _, ood = load_base_dataset(data_dir)
+    try:
+        train, _, ood = load_base_dataset(data_dir)
+    except (OSError, KeyError, TypeError, ValueError, csv.Error) as exc:
+        raise CalibrationDataError(data_dir, exc) from exc
     by_label: dict[str, list[LabelledImage]] = {}
     for it in sorted([*train, *ood], key=lambda it: (it.label, str(it.path))):
         by_label.setdefault(it.label, []).append(it)

@@ -139,11 +139,7 @@ class ClassifierService:
                 log.warning("int8 serving model unavailable (%s); serving %s in float", exc, version)
                 int8, bfloat16 = None, self._float_bfloat16()
                 backbone = None if bfloat16 else backbone
-        predictor.warm_up()
-        if predictor.backbone is not None and predictor.precision != "bfloat16":
-            # reuse for the next version (same weights and input size); a bfloat16 trunk is not reused, as
-            # int8 conversion and float32 serving need the float32 one
-            self._backbone = predictor.backbone
+        predictor.warm_up()  # the float32 trunk is kept by _float32_backbone; a bfloat16 one is never kept
         detail, seconds = predictor.precision_detail, predictor.load_seconds
         log.info("loaded model %s (%s) in %.1f s", version, detail, seconds)
         return predictor
