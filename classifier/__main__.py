@@ -60,8 +60,16 @@ def _weights_arg(value: str) -> str | None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from classifier.finetune import Block5FineTune, finetune_backbone
     from classifier.model import HeadSpec, load_backbone
-    from classifier.train import TrainConfig, fit_scratch, fit_version, report_lines, save_version
+    from classifier.train import (
+        TrainConfig,
+        fit_scratch,
+        fit_version,
+        report_lines,
+        save_version,
+        training_plan,
+    )
 
     s = _settings(args)
     train, val, ood = load_base_dataset(Path(args.data), args.val_fraction)
@@ -88,13 +96,23 @@ def cmd_train(args: argparse.Namespace) -> int:
     )
     registry = Registry(s.models_dir)
     if args.model == "scratch":
+        if args.finetune_block5:
+            print("--finetune-block5 applies to --model vgg16", file=sys.stderr)
+            return 2
         fit = fit_scratch(train, val, config, progress=not args.quiet)
         version = save_version(registry, fit, None, notes=args.notes, promote=args.promote)
     else:
         backbone = load_backbone(_weights_arg(s.vgg16_weights), args.input_size)
         cache = None if args.no_cache else s.data_dir / "cache"
+        if args.finetune_block5:
+            plan = training_plan(train, ood, config)
+            ft = Block5FineTune(epochs=args.finetune_epochs, learning_rate=args.finetune_lr, seed=args.seed)
+            backbone = finetune_backbone(
+                plan.train_items, plan.thin, plan.outputs, backbone, cache, config, ft, not args.quiet
+            )
         fit = fit_version(train, val, ood, backbone, cache, config, progress=not args.quiet)
-        version = save_version(registry, fit, backbone.identity, notes=args.notes, promote=args.promote)
+        identity = backbone.pretrained_identity
+        version = save_version(registry, fit, identity, notes=args.notes, promote=args.promote)
     for path, reason in fit.failed.items():
         print(f"skipped unreadable image {path}: {reason}", file=sys.stderr)
     print(f"saved {version} in {registry.models_dir}" + (" (champion)" if args.promote else ""))
@@ -352,6 +370,14 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--no-other", action="store_true", help="no explicit __other__ class")
     t.add_argument("--no-cache", action="store_true")
     t.add_argument("--seed", type=int, default=0)
+    t.add_argument(
+        "--finetune-block5",
+        action="store_true",
+        help="fine-tune VGG16's block 5 with the head first (README 'Block-5 fine-tuning'); the version "
+        "stores it (14 MB)",
+    )
+    t.add_argument("--finetune-epochs", type=int, default=4, help="block-5 fine-tuning epochs")
+    t.add_argument("--finetune-lr", type=float, default=1e-5, help="block-5 fine-tuning learning rate (Adam)")
     t.add_argument("--notes", default="")
     t.add_argument("--promote", action="store_true", help="make the new version the champion")
     t.set_defaults(func=cmd_train)

@@ -33,6 +33,7 @@ import csv
 import hashlib
 import logging
 import os
+import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -177,6 +178,17 @@ def _cache_path(cache_dir: Path, key: str, view: str, sha: str) -> Path:
     return cache_dir / key / view / sha[:2] / f"{sha}.npy"
 
 
+def store_cached_features(cache_dir: Path, key: str, view: str, sha: str, features: np.ndarray) -> None:
+    """Write one image's features (float16 (h, w, C)) into the bottleneck cache under backbone ``key``,
+    ``view`` and the image's content SHA-256, atomically (a temporary file per process, then a rename:
+    caches are shared by processes). `extract_bottleneck_features` reads it back. Raises OSError."""
+    target = _cache_path(cache_dir, key, view, sha)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_suffix(f".tmp{os.getpid()}-{threading.get_ident()}.npy")
+    np.save(tmp, np.asarray(features, np.float16))
+    tmp.replace(target)
+
+
 def extract_bottleneck_features(
     paths: Sequence[Path],
     backbone: Backbone,
@@ -210,13 +222,7 @@ def extract_bottleneck_features(
         for (i, sha, _), f in zip(pending, feats, strict=True):
             out[i] = f
             if cache_dir is not None:
-                target = _cache_path(cache_dir, key, view, sha)
-                target.parent.mkdir(parents=True, exist_ok=True)
-                tmp = target.with_suffix(
-                    f".tmp{os.getpid()}-{i}.npy"
-                )  # unique per process: caches are shared
-                np.save(tmp, f)
-                tmp.replace(target)
+                store_cached_features(cache_dir, key, view, sha, f)
         pending.clear()
 
     bar = tqdm(total=len(paths), desc=f"bottleneck[{view}]", unit="img", disable=not progress)

@@ -15,20 +15,30 @@ its own. An epoch then costs only block 5's forward and backward pass.
 * `build_block5(backbone)` -> a Keras model (14, 14, 512) -> (7, 7, 512) initialised from the backbone's
   block-5 weights; `apply_block5` runs it in batches.
 * `finetune_block5(...)` -> (block5, head): the fine-tuned block and the head trained with it.
+* `finetune_backbone(...)` -> `Backbone`: the whole recipe for `python -m classifier train --finetune-block5`:
+  block-4 features of the training images, `finetune_block5`, then `with_block5`; it also writes the new
+  trunk's bottleneck features of the training views into the cache, computed from the block-4 features, so
+  that `classifier.train.fit_version` then trains the shipped head on them without another pass of blocks
+  1-4.
+* `Block5Weights`: fine-tuned weights as a version stores them (``block5.npz``, float16; the values are
+  rounded to float16 before the head is trained, so storing them loses nothing) with their SHA-256 and
+  recipe; `with_block5(backbone, weights)` puts them into a copy of a trunk, with a cache identity of its own.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import time
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from classifier.dataset import LabelledImage, extract_bottleneck_features
-from classifier.model import Backbone, HeadSpec
+from classifier.dataset import LabelledImage, extract_bottleneck_features, store_cached_features
+from classifier.model import Backbone, HeadSpec, probe_fingerprint
 
 if TYPE_CHECKING:
     import keras
@@ -39,6 +49,8 @@ log = logging.getLogger(__name__)
 
 #: The fine-tuned layers, in order (names as in ``keras.applications.VGG16``).
 BLOCK5_CONVS = ("block5_conv1", "block5_conv2", "block5_conv3")
+#: A version's fine-tuned block-5 weights (``w000``..``w005``: kernel, bias per conv, float16).
+BLOCK5_FILE = "block5.npz"
 
 
 @dataclass(frozen=True)
@@ -162,3 +174,147 @@ def finetune_block5(
             callbacks=callbacks,
         )
     return block5, head
+
+
+@dataclass(frozen=True, eq=False)
+class Block5Weights:
+    """Fine-tuned block-5 weights: ``tensors`` are (kernel (3, 3, 512, 512), bias (512,)) per conv of
+    BLOCK5_CONVS, float32 holding float16-representable values; ``sha256`` is over their float32 bytes in
+    order; ``recipe`` is JSON (how they were trained). Build with `from_arrays`."""
+
+    tensors: tuple[np.ndarray, ...]
+    sha256: str
+    recipe: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_arrays(cls, arrays: Sequence[np.ndarray], recipe: dict[str, Any]) -> Block5Weights:
+        """Round ``arrays`` (kernel, bias per conv) to float16 and hash them. Raises ValueError unless there
+        are two arrays per conv of BLOCK5_CONVS."""
+        if len(arrays) != 2 * len(BLOCK5_CONVS):
+            raise ValueError(f"{len(arrays)} block-5 arrays, expected {2 * len(BLOCK5_CONVS)}")
+        tensors = tuple(np.asarray(a, np.float16).astype(np.float32) for a in arrays)
+        digest = hashlib.sha256()
+        for t in tensors:
+            digest.update(np.ascontiguousarray(t).tobytes())
+        return cls(tensors, digest.hexdigest(), dict(recipe))
+
+    def to_json(self) -> dict[str, Any]:
+        """The ``block5`` entry of a version's head.json."""
+        return {"file": BLOCK5_FILE, "dtype": "float16", "sha256": self.sha256, "recipe": self.recipe}
+
+    def save(self, version_dir: Path) -> None:
+        """Write BLOCK5_FILE into ``version_dir`` (float16, lossless by construction). Raises OSError."""
+        arrays: dict[str, Any] = {f"w{i:03d}": t.astype(np.float16) for i, t in enumerate(self.tensors)}
+        np.savez(version_dir / BLOCK5_FILE, **arrays)
+
+    @classmethod
+    def load(cls, version_dir: Path, entry: dict[str, Any]) -> Block5Weights:
+        """Read a version's block 5 (``entry``: its head.json ``block5``). Raises OSError, and ValueError
+        when the file's values do not have the SHA-256 recorded in head.json (a damaged or swapped file)."""
+        with np.load(version_dir / str(entry.get("file", BLOCK5_FILE))) as npz:
+            arrays = [npz[n] for n in sorted(npz.files)]
+        weights = cls.from_arrays(arrays, dict(entry.get("recipe") or {}))
+        if weights.sha256 != entry.get("sha256"):
+            raise ValueError(
+                f"{version_dir.name}: {BLOCK5_FILE} does not match head.json (SHA-256 "
+                f"{weights.sha256[:16]}... against {str(entry.get('sha256'))[:16]}...)"
+            )
+        return weights
+
+
+def with_block5(backbone: Backbone, block5: Block5Weights) -> Backbone:
+    """A copy of ``backbone`` (which is left untouched: the service shares it between versions) whose block
+    5 has ``block5``'s weights. Its identity keeps the source and file of the pretrained weights but gets a
+    tensor hash (and so a bottleneck / int8 cache key) of its own, derived from both hashes; ``pretrained``
+    keeps the original identity for `classifier.model.check_backbone`. ``backbone`` already carrying the same
+    weights is returned as is. Raises ValueError if it carries other fine-tuned weights (start from the
+    pretrained trunk) or if the shapes do not fit (another input size does fit: convolutions are
+    size-independent)."""
+    import keras
+
+    if backbone.block5 is not None:
+        if backbone.block5.sha256 == block5.sha256:
+            return backbone
+        raise ValueError("the trunk already has other fine-tuned block-5 weights")
+    model = keras.models.clone_model(backbone.model)
+    model.set_weights(backbone.model.get_weights())
+    for i, name in enumerate(BLOCK5_CONVS):
+        model.get_layer(name).set_weights([block5.tensors[2 * i], block5.tensors[2 * i + 1]])
+    model.trainable = False
+    base = backbone.identity
+    derived = hashlib.sha256(f"{base.tensor_sha256}+block5:{block5.sha256}".encode()).hexdigest()
+    identity = replace(base, tensor_sha256=derived, probe=probe_fingerprint(model))
+    return Backbone(model=model, identity=identity, block5=block5, pretrained=base)
+
+
+def finetune_backbone(
+    train_items: Sequence[LabelledImage],
+    thin: Sequence[LabelledImage],
+    outputs: Sequence[str],
+    backbone: Backbone,
+    cache_dir: Path | None,
+    config: TrainConfig,
+    ft: Block5FineTune,
+    progress: bool = True,
+) -> Backbone:
+    """Fine-tune ``backbone``'s block 5 on the images a head would train on and return the new trunk
+    (`with_block5`).
+
+    train_items: training images (labels in ``outputs``, ``__other__`` included), each seen per epoch as its
+    original or mirrored view; thin: the thin-class images (`classifier.train.training_plan`), which also
+    train on ``config.thin_views`` other than ``flip``. Blocks 1-4 run once per image and view (cached under
+    their own key in ``cache_dir``). The new trunk's features of the ``orig`` view of ``train_items`` and of
+    ``config.thin_views`` of ``thin`` are then written into the cache under the new trunk's key, computed from
+    the block-4 features, so `classifier.train.fit_version` finds them. Raises ValueError when no training
+    image is readable; what `finetune_block5` raises.
+    """
+    t0 = time.perf_counter()
+    trunk = trunk_to_block4(backbone)
+    index_of = {lab: i for i, lab in enumerate(outputs)}
+    extra_views = [v for v in config.thin_views if v != "flip"]
+
+    def features(items: Sequence[LabelledImage], view: str) -> Any:
+        return extract_bottleneck_features(
+            [it.path for it in items], trunk, cache_dir, view, progress=progress
+        )
+
+    orig, flip = features(train_items, "orig"), features(train_items, "flip")
+    common = sorted(set(orig.index) & set(flip.index))
+    if not common:
+        raise ValueError("no readable training images")
+    pos_o, pos_f = ({i: k for k, i in enumerate(r.index)} for r in (orig, flip))
+    x_orig = orig.features[[pos_o[i] for i in common]]
+    x_flip = flip.features[[pos_f[i] for i in common]]
+    y = np.array([index_of[train_items[i].label] for i in common], dtype=np.int64)
+    extra = {v: features(thin, v) for v in extra_views}
+    x_extra = np.concatenate([r.features for r in extra.values()]) if extra else x_orig[:0]
+    y_extra = np.array([index_of[thin[i].label] for r in extra.values() for i in r.index], dtype=np.int64)
+    block5, _ = finetune_block5(
+        backbone, x_orig, y, x_flip, len(outputs), config, ft, extra=(x_extra, y_extra), progress=progress
+    )
+    recipe = {
+        "epochs": ft.epochs,
+        "learning_rate": ft.learning_rate,
+        "batch_size": ft.batch_size,
+        "seed": ft.seed,
+        "train_images": len(common),
+        "extra_views": extra_views,
+        "seconds": round(time.perf_counter() - t0, 1),
+    }
+    weights = Block5Weights.from_arrays(
+        [t for name in BLOCK5_CONVS for t in block5.get_layer(name).get_weights()], recipe
+    )
+    tuned = with_block5(backbone, weights)
+    if cache_dir is not None:
+        rounded = build_block5(backbone, weights.tensors)  # the stored (float16) values, as served
+        thin_paths = {str(it.path) for it in thin}
+        jobs = [("orig", orig, None), ("flip", flip, thin_paths)] + [(v, r, None) for v, r in extra.items()]
+        for view, result, only in jobs:
+            keep = [k for k, i in enumerate(result.index) if only is None or str(train_items[i].path) in only]
+            if not keep:
+                continue
+            out = apply_block5(rounded, result.features[keep])
+            for k, f in zip(keep, out, strict=True):
+                store_cached_features(cache_dir, tuned.identity.cache_key, view, result.sha256[k], f)
+    log.info("block 5 fine-tuned on %d images in %.0f s", len(common), time.perf_counter() - t0)
+    return tuned

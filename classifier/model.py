@@ -30,6 +30,8 @@ from classifier.types import BackboneMismatchError, BackboneUnavailableError
 if TYPE_CHECKING:
     import keras
 
+    from classifier.finetune import Block5Weights
+
 log = logging.getLogger(__name__)
 
 Pooling = Literal["gap", "gmp", "gapgmp", "flatten"]
@@ -146,11 +148,22 @@ class Backbone:
     """A loaded frozen VGG16 trunk, its identity, and a compiled batch feature function.
 
     ``features(x)``: float32 (N, S, S, 3) preprocessed images -> float32 (N, S/32, S/32, 512).
+    ``identity`` keys the bottleneck and int8 caches. A trunk whose block 5 was fine-tuned
+    (`classifier.finetune.with_block5`) also carries ``block5`` and ``pretrained``: the identity of the
+    ImageNet weights it was derived from, which is what a version records and `check_backbone` checks.
     """
 
     model: keras.Model
     identity: BackboneIdentity
     _fn: Any = field(default=None, repr=False)
+    block5: Block5Weights | None = None
+    pretrained: BackboneIdentity | None = None
+
+    @property
+    def pretrained_identity(self) -> BackboneIdentity:
+        """Identity of the pretrained (ImageNet) weights: ``pretrained`` for a fine-tuned trunk, else
+        ``identity``."""
+        return self.pretrained or self.identity
 
     @property
     def input_size(self) -> int:

@@ -235,10 +235,13 @@ class Predictor:
         float32 weights); ``int8`` runs the backbone in int8 and the head in float32
         (`classifier.quantize`, converted once and cached; ignored for the from-scratch baseline, and
         takes precedence over ``bfloat16``). Raises BackboneMismatchError, FileNotFoundError,
-        KeyError/ValueError for malformed versions, classifier.quantize.Int8UnavailableError when the
-        int8 model cannot be built."""
+        KeyError/ValueError for malformed versions (ValueError too when a fine-tuned version's block5.npz
+        does not match its head.json), classifier.quantize.Int8UnavailableError when the int8 model cannot
+        be built. A version with fine-tuned block 5 (head.json ``block5``) runs on a copy of the trunk with
+        those weights (`classifier.finetune.with_block5`); the shared ``backbone`` is not modified."""
         import keras
 
+        from classifier.finetune import Block5Weights, with_block5
         from classifier.model import (
             HeadSpec,
             build_fused,
@@ -275,10 +278,17 @@ class Predictor:
             if bfloat16:
                 keras.config.set_dtype_policy("mixed_bfloat16")
             try:
-                if backbone is None or backbone.input_size != spec.size or bfloat16:
+                block5 = Block5Weights.load(version_dir, cfg["block5"]) if cfg.get("block5") else None
+                reusable = backbone is not None and (
+                    backbone.block5 is None
+                    or (block5 is not None and backbone.block5.sha256 == block5.sha256)
+                )
+                if backbone is None or not reusable or backbone.input_size != spec.size or bfloat16:
                     backbone = load_backbone(vgg16_weights, spec.size)
-                how = check_backbone(cfg["backbone"], backbone.identity)
+                how = check_backbone(cfg["backbone"], backbone.pretrained_identity)
                 log.info("backbone of %s matched by %s", version_dir.name, how)
+                if block5 is not None:
+                    backbone = with_block5(backbone, block5)
                 head = build_head(HeadSpec.from_json(cfg["head"]), backbone.feature_shape)
                 head.set_weights(weights)
                 model = build_fused(backbone, head)

@@ -25,7 +25,9 @@ Nothing int8 is committed: the quantized model is the (quantized) ImageNet backb
 never stores. It is derived on the machine from the configured backbone, the input size and (calibrated
 recipe) `CALIBRATION_PHOTOS` photos of the base data set, and cached under ``cache_dir`` by a key over all
 of those (`int8_cache_key`). It does not depend on the head, so every version of the same input size and
-backbone shares it: a machine converts once, and a retrained version needs no conversion.
+backbone shares it: a machine converts once, and a retrained version needs no conversion. A version with
+fine-tuned block 5 has a backbone identity of its own (`classifier.finetune.with_block5`), so its trunk is
+converted and cached separately; retrained versions inherit its block 5 and share that conversion.
 """
 
 from __future__ import annotations

@@ -16,7 +16,10 @@ The offline composition root of Spotter (the one classifier module allowed to im
 5. classes: the champion's classes, plus any equipment type from the catalog with at least
    ``NEW_CLASS_MIN_IMAGES`` feedback training images (until then it is never offered as a prediction);
 6. train a challenger head with the champion's recipe on base training data + feedback (+ optional synthetic
-   top-up of thin classes), reusing cached bottleneck features (only new images are run through VGG16);
+   top-up of thin classes), reusing cached bottleneck features (only new images are run through VGG16); a
+   champion with fine-tuned block 5 (``block5.npz``) passes it on: the challenger's head trains on the same
+   fine-tuned trunk and the version stores the same block 5 (block 5 itself is only re-tuned by
+   ``python -m classifier train --finetune-block5``);
 7. score champion and challenger on the same evaluation set, apply `classifier.promotion.decide`;
 8. write the version atomically (`Registry.create_version`), mark the used corrections with it, and promote
    it only when the rule allows; record the promotion in the database.
@@ -639,6 +642,7 @@ def _run_locked(
     timings: dict[str, float],
     t_start: float,
 ) -> RetrainResult:
+    from classifier.finetune import Block5Weights, with_block5
     from classifier.model import check_backbone
     from classifier.predictor import read_version_config
     from classifier.promotion import PromotionPolicy, decide, score_predictions
@@ -771,6 +775,8 @@ def _run_locked(
         input_size = int(champ_cfg["input"]["size"])
         backbone = load_training_backbone(_weights_setting(settings.vgg16_weights), input_size)
         check_backbone(champ_cfg["backbone"], backbone.identity)
+        if champ_cfg.get("block5"):  # the challenger keeps the champion's fine-tuned block 5
+            backbone = with_block5(backbone, Block5Weights.load(champ_dir, champ_cfg["block5"]))
         cache_dir = settings.bottleneck_cache_dir or settings.data_dir / "cache"
         report("train", f"training a challenger on {len(train)} images ({len(classes)} classes)")
         from classifier.train import fit_version, save_version
@@ -846,7 +852,7 @@ def _run_locked(
         version = save_version(
             registry,
             fit,
-            backbone.identity,
+            backbone.pretrained_identity,
             notes=notes,
             val_views=chall_views,
             promote=False,

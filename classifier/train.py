@@ -18,7 +18,8 @@ Reusable API (the retraining pipeline and the synthetic-data experiments call th
 * `head_probabilities(head, views)`: average of softmax outputs over TTA views.
 * `save_version(registry, fit, backbone_identity, ...)`: writes head.json, head.npz (float16 weights when
   the float16 round trip keeps every validation prediction identical, else float32), labels.json,
-  metrics.json, model_card.md and confusion_matrix.png into a new numbered version, atomically.
+  metrics.json, model_card.md and confusion_matrix.png into a new numbered version, atomically; plus
+  block5.npz when the head was trained on a trunk with fine-tuned block 5 (`classifier.finetune`).
 * `fit_scratch(train, val, config)`: the original experiment's from-scratch CNN on 150x150 grayscale.
 """
 
@@ -52,6 +53,7 @@ from classifier.evaluate import (
     fit_tta_exit,
     plot_confusion,
 )
+from classifier.finetune import BLOCK5_FILE
 from classifier.model import HeadSpec
 from classifier.predictor import DecisionRule, combine_views
 from classifier.preprocess import SCRATCH_150, VGG16_224, InputSpec
@@ -59,6 +61,7 @@ from classifier.preprocess import SCRATCH_150, VGG16_224, InputSpec
 if TYPE_CHECKING:
     import keras
 
+    from classifier.finetune import Block5Weights
     from classifier.model import Backbone, BackboneIdentity
     from classifier.registry import Registry
 
@@ -116,6 +119,8 @@ class FitResult:
     input_spec: InputSpec = VGG16_224
     val_views: list[np.ndarray] | None = None
     tta_exit: float | None = None
+    #: Fine-tuned block-5 weights of the trunk the head was trained on (None: the ImageNet block 5).
+    block5: Block5Weights | None = None
 
 
 def class_weights(y: np.ndarray, n_outputs: int, power: float) -> dict[int, float]:
@@ -217,6 +222,39 @@ def _aligned_views(
     return out, common, failed
 
 
+@dataclass(frozen=True)
+class TrainingPlan:
+    """Which images train a head (`training_plan`): equipment ``labels``; ``outputs`` (labels, plus
+    ``__other__`` when ``config.other_class`` and OOD photos train it); ``train_items`` (training images of
+    those labels + the OOD photos not held out); ``thin`` (the equipment images of classes with at most
+    ``config.thin_class_max`` of them, which also train on ``config.thin_views``); ``ood_hold`` (OOD photos
+    held out for the decision rule)."""
+
+    labels: list[str]
+    outputs: list[str]
+    train_items: list[LabelledImage]
+    thin: list[LabelledImage]
+    ood_hold: list[LabelledImage]
+
+
+def training_plan(
+    train: Sequence[LabelledImage],
+    ood: Sequence[LabelledImage],
+    config: TrainConfig,
+    labels: Sequence[str] | None = None,
+) -> TrainingPlan:
+    """The `TrainingPlan` of `fit_version` (shared with block-5 fine-tuning, which must train on the same
+    images). ``labels`` defaults to the sorted equipment labels of ``train``; the OOD split is
+    `classifier.dataset.split_ood` with ``config.ood_holdout``."""
+    labels = sorted({it.label for it in train if it.label != OTHER_LABEL}) if labels is None else list(labels)
+    ood_train, ood_hold = split_ood(list(ood), config.ood_holdout)
+    outputs = labels + ([OTHER_LABEL] if config.other_class and ood_train else [])
+    train_items = [it for it in train if it.label in labels] + (ood_train if OTHER_LABEL in outputs else [])
+    counts = class_counts(train_items)
+    thin = [it for it in train_items if counts[it.label] <= config.thin_class_max and it.label != OTHER_LABEL]
+    return TrainingPlan(labels, outputs, train_items, thin, ood_hold)
+
+
 def fit_version(
     train: Sequence[LabelledImage],
     val: Sequence[LabelledImage],
@@ -232,19 +270,21 @@ def fit_version(
     Raises ValueError if a validation label is unknown or no training image is readable.
     """
     t0 = time.perf_counter()
-    labels = sorted({it.label for it in train if it.label != OTHER_LABEL}) if labels is None else list(labels)
+    plan = training_plan(train, ood, config, labels)
+    labels, outputs, train_items, thin, ood_hold = (
+        plan.labels,
+        plan.outputs,
+        plan.train_items,
+        plan.thin,
+        plan.ood_hold,
+    )
     unknown = {it.label for it in val} - set(labels)
     if unknown:
         raise ValueError(f"validation labels not in training labels: {sorted(unknown)}")
-    ood_train, ood_hold = split_ood(list(ood), config.ood_holdout)
-    outputs = labels + ([OTHER_LABEL] if config.other_class and ood_train else [])
-    train_items = [it for it in train if it.label in labels] + (ood_train if OTHER_LABEL in outputs else [])
     index_of = {lab: i for i, lab in enumerate(outputs)}
 
     xs, ys = [], []
     failed: dict[str, str] = {}
-    counts = class_counts(train_items)
-    thin = [it for it in train_items if counts[it.label] <= config.thin_class_max and it.label != OTHER_LABEL]
     jobs = [(view, train_items) for view in config.views] + [(view, thin) for view in config.thin_views]
     for view, view_items in jobs:
         if not view_items:
@@ -317,6 +357,7 @@ def fit_version(
         input_spec=InputSpec(backbone.input_size, "vgg16"),
         val_views=val_views,
         tta_exit=exit_threshold,
+        block5=backbone.block5,
     )
 
 
@@ -414,8 +455,10 @@ def save_version(
     extra_metrics: dict[str, Any] | None = None,
 ) -> str:
     """Write ``fit`` as a new registry version (see module docstring); optionally promote it. Returns the
-    version name. ``val_views`` (default ``fit.val_views``: the validation TTA features) enables the float16
-    losslessness check; without them the weights are stored as float32 (e.g. the scratch baseline)."""
+    version name. ``backbone_identity``: the pretrained weights' identity (`Backbone.pretrained_identity`,
+    which loading checks; None for the scratch baseline). ``val_views`` (default ``fit.val_views``: the
+    validation TTA features) enables the float16 losslessness check; without them the weights are stored as
+    float32 (e.g. the scratch baseline)."""
     import json
 
     lossless16 = _float16_lossless(fit, val_views if val_views is not None else fit.val_views)
@@ -435,6 +478,8 @@ def save_version(
         "backbone": backbone_json,
         "weights_dtype": np.dtype(dtype).name,
     }
+    if fit.block5 is not None:
+        config_json["block5"] = fit.block5.to_json()
     metrics = {
         **fit.metrics,
         "created": created,
@@ -450,6 +495,8 @@ def save_version(
 
     def write(tmp: Path) -> None:
         np.savez(tmp / "head.npz", **{f"w{i:03d}": w.astype(dtype) for i, w in enumerate(weights)})
+        if fit.block5 is not None:
+            fit.block5.save(tmp)
         (tmp / "head.json").write_text(json.dumps(config_json, indent=2) + "\n")
         (tmp / "labels.json").write_text(json.dumps(fit.labels, indent=2) + "\n")
         (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
@@ -496,6 +543,8 @@ def model_card(fit: FitResult, cfg: dict[str, Any], metrics: dict[str, Any], not
         ]
     else:
         lines.append("- No backbone (from-scratch baseline).")
+    if fit.block5 is not None:
+        lines += ["", "## Fine-tuned block 5", "", *block5_card_lines(fit.block5)]
     lines += ["", "## Training data (images per class, all views share these files)", ""]
     lines += ["| class | train | validation |", "|---|---:|---:|"]
     for lab in fit.outputs:
@@ -533,6 +582,17 @@ def model_card(fit: FitResult, cfg: dict[str, Any], metrics: dict[str, Any], not
     if notes:
         lines += ["", "## Notes", "", notes]
     return "\n".join(lines) + "\n"
+
+
+def block5_card_lines(block5: Block5Weights) -> list[str]:
+    """Model-card lines for a version with fine-tuned block-5 weights."""
+    return [
+        f"- `block5_conv1..3` fine-tuned; stored in `{BLOCK5_FILE}` (float16, about 14 MB), SHA-256 over the "
+        f"float32 values: `{block5.sha256}`",
+        f"- Recipe: `{json_compact(block5.recipe)}`",
+        "- Blocks 1-4 are the ImageNet weights above; loading checks those, then puts these block-5 weights",
+        "  into a copy of the trunk (`classifier.finetune.with_block5`).",
+    ]
 
 
 def tta_exit_text(fit: FitResult) -> str:

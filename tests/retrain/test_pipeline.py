@@ -319,3 +319,52 @@ async def test_int8_serving_model_is_prepared_before_promotion(retrain_env: Retr
     broken = settings.model_copy(update={"training_data_dir": junk})
     assert retrain.prepare_int8_serving(broken, version_dir, None, report) is False  # reported, not raised
     assert "int8 serving model not prepared" in events[-1][1]
+
+
+async def test_a_finetuned_champion_passes_its_block5_to_the_challenger(retrain_env: RetrainEnv, monkeypatch):
+    from classifier import quantize
+    from classifier.__main__ import main
+    from classifier.predictor import read_version_config
+    from classifier.serving import ClassifierService
+
+    # any challenger is promoted here: this test is about what it inherits and how it is served
+    lenient = {"promotion_overall_margin": 1.0, "promotion_per_class_margin": 1.0}
+    settings, world = retrain_env.settings.model_copy(update=lenient), retrain_env.world
+    argv = ["--models-dir", str(settings.models_dir), "--weights", str(world.weights)]
+    argv += ["--data-dir", str(settings.data_dir), "-q", "train", "--data", str(world.dataset)]
+    argv += ["--input-size", "32", "--epochs", "15", "--hidden", "16", "--learning-rate", "0.01"]
+    argv += ["--views", "orig", "--tta", "orig", "--ensemble", "1", "--thin-views", ""]
+    assert main([*argv, "--finetune-block5", "--finetune-epochs", "1", "--promote"]) == 0
+    registry = Registry(settings.models_dir)
+    assert registry.champion() == "v0002"
+    champion_block5 = read_version_config(registry.version_dir("v0002"))["block5"]
+
+    for seed in range(400, 410):
+        retrain_env.correct(ADMIN_ID, "blue_thing", "blue_thing", seed=seed, is_admin=True)
+    events: list[tuple[str, str]] = []
+    result = run_pipeline(settings, lambda stage, msg: events.append((stage, msg)), force=True)
+    assert result.version == "v0003"
+    cfg = read_version_config(registry.version_dir("v0003"))
+    assert cfg["block5"]["sha256"] == champion_block5["sha256"]
+    assert cfg["backbone"] == read_version_config(registry.version_dir("v0002"))["backbone"]
+    assert (registry.version_dir("v0003") / "block5.npz").is_file()
+    # both models were scored on the fine-tuned trunk's features: the champion keeps its accuracy there
+    assert result.champion_accuracy is not None and result.champion_accuracy >= 0.8
+    assert result.promoted, result.reasons
+    assert any(msg.startswith("int8 serving model (int8, calibrated on ") for _, msg in events)
+
+    # The bot reads the fine-tuned trunk's int8 model that retraining prepared: converting would fail here.
+    def no_conversion(*args: object, **kwargs: object) -> bytes:
+        raise quantize.Int8UnavailableError("converted again")
+
+    monkeypatch.setattr(quantize, "convert_int8", no_conversion)
+    service = ClassifierService(
+        settings.models_dir,
+        settings.vgg16_weights,
+        precision="int8",
+        training_data_dir=settings.training_data_dir,
+        cache_dir=settings.data_dir / "cache",
+    )
+    await service.start()
+    assert service.model_version == "v0003" and service.precision == "int8"
+    await service.close()
