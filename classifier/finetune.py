@@ -136,6 +136,7 @@ def finetune_block5(
     Adam(``ft.learning_rate``) and the same class weights. Returns (block5, head).
     """
     import keras
+    from tqdm import tqdm
 
     from classifier.train import class_weights, train_head
 
@@ -154,12 +155,7 @@ def finetune_block5(
     )
     weights = class_weights(np.concatenate([y, y_extra]), n_outputs, config.class_weight_power)
     rng = np.random.default_rng(ft.seed)
-    callbacks: list[Any] = []
-    if progress:
-        from tqdm.keras import TqdmCallback
-
-        callbacks.append(TqdmCallback(verbose=0, desc="block5"))
-    for epoch in range(ft.epochs):
+    for epoch in tqdm(range(ft.epochs), desc="block5", unit="epoch", disable=not progress):
         mirrored = rng.random(len(x_orig)) < 0.5
         x_epoch = np.where(mirrored[:, None, None, None], x_flip, x_orig)
         joint.fit(
@@ -171,7 +167,6 @@ def finetune_block5(
             class_weight=weights,
             shuffle=True,
             verbose=0,
-            callbacks=callbacks,
         )
     return block5, head
 
