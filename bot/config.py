@@ -64,7 +64,7 @@ class Settings(ClassifierSettings, DatabaseSettings):
     # Classifying one photo takes ~0.1-0.5 s; a request still waiting after this is abandoned (user told).
     classify_timeout_seconds: float = Field(default=60.0, gt=0)
     # Photo sizes: the smallest size whose shorter side is at least this is downloaded. The champion takes
-    # 320 px (v0006); 448 (Telegram's 800 px size) keeps stored photos useful for retraining at higher
+    # 320 px (v0006, v0007); 448 (Telegram's 800 px size) keeps stored photos useful for retraining at higher
     # resolution.
     min_photo_side: int = 448
     # Albums: wait this long after the last photo of a media group before answering once for all of them.
