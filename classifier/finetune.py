@@ -51,6 +51,8 @@ log = logging.getLogger(__name__)
 BLOCK5_CONVS = ("block5_conv1", "block5_conv2", "block5_conv3")
 #: A version's fine-tuned block-5 weights (``w000``..``w005``: kernel, bias per conv, float16).
 BLOCK5_FILE = "block5.npz"
+#: Marks the ``source`` of a fine-tuned trunk's identity (`with_block5`).
+FINETUNED_MARK = "+block5:"
 
 
 @dataclass(frozen=True)
@@ -69,7 +71,8 @@ def trunk_to_block4(backbone: Backbone) -> Backbone:
     import keras
 
     model = keras.Model(backbone.model.input, backbone.model.get_layer("block4_pool").output)
-    identity = replace(backbone.identity, tensor_sha256="block4pool-" + backbone.identity.tensor_sha256)
+    # "b4" + the trunk's hash: the cache key keeps 14 hex digits of it (vgg16-b4<14 hex>-<size>)
+    identity = replace(backbone.identity, tensor_sha256="b4" + backbone.identity.tensor_sha256)
     return Backbone(model=model, identity=identity)
 
 
@@ -219,9 +222,10 @@ class Block5Weights:
 
 def with_block5(backbone: Backbone, block5: Block5Weights) -> Backbone:
     """A copy of ``backbone`` (which is left untouched: the service shares it between versions) whose block
-    5 has ``block5``'s weights. Its identity keeps the source and file of the pretrained weights but gets a
-    tensor hash (and so a bottleneck / int8 cache key) of its own, derived from both hashes; ``pretrained``
-    keeps the original identity for `classifier.model.check_backbone`. ``backbone`` already carrying the same
+    5 has ``block5``'s weights. Its identity gets a tensor hash (and so a bottleneck / int8 cache key) of its
+    own, derived from both hashes, no file hash and a source ending in FINETUNED_MARK + the block's hash, so
+    that `classifier.model.check_backbone` never matches it against a version; ``pretrained`` keeps the
+    original identity, which versions record and loading checks. ``backbone`` already carrying the same
     weights is returned as is. Raises ValueError if it carries other fine-tuned weights (start from the
     pretrained trunk) or if the shapes do not fit (another input size does fit: convolutions are
     size-independent)."""
@@ -238,7 +242,11 @@ def with_block5(backbone: Backbone, block5: Block5Weights) -> Backbone:
     model.trainable = False
     base = backbone.identity
     derived = hashlib.sha256(f"{base.tensor_sha256}+block5:{block5.sha256}".encode()).hexdigest()
-    identity = replace(base, tensor_sha256=derived, probe=probe_fingerprint(model))
+    # no file hash and a source of its own: check_backbone never takes this trunk for the pretrained one
+    source = f"{base.source}{FINETUNED_MARK}{block5.sha256[:16]}"
+    identity = replace(
+        base, source=source, file_sha256=None, tensor_sha256=derived, probe=probe_fingerprint(model)
+    )
     return Backbone(model=model, identity=identity, block5=block5, pretrained=base)
 
 
@@ -260,9 +268,13 @@ def finetune_backbone(
     train on ``config.thin_views`` other than ``flip``. Blocks 1-4 run once per image and view (cached under
     their own key in ``cache_dir``). The new trunk's features of the ``orig`` view of ``train_items`` and of
     ``config.thin_views`` of ``thin`` are then written into the cache under the new trunk's key, computed from
-    the block-4 features, so `classifier.train.fit_version` finds them. Raises ValueError when no training
-    image is readable; what `finetune_block5` raises.
+    the block-4 features, so `classifier.train.fit_version` finds them. Memory: the block-4 features of both
+    views stay in RAM (float16 (N, S/16, S/16, 512): about 2.5 GB for 3,000 photos at 320 px) plus an
+    epoch's float32 copy (about 5 GB). Raises ValueError when ``backbone`` is already fine-tuned or no
+    training image is readable; what `finetune_block5` raises.
     """
+    if backbone.block5 is not None:
+        raise ValueError("fine-tune from the pretrained trunk, not from an already fine-tuned one")
     t0 = time.perf_counter()
     trunk = trunk_to_block4(backbone)
     index_of = {lab: i for i, lab in enumerate(outputs)}

@@ -458,9 +458,14 @@ def save_version(
     version name. ``backbone_identity``: the pretrained weights' identity (`Backbone.pretrained_identity`,
     which loading checks; None for the scratch baseline). ``val_views`` (default ``fit.val_views``: the
     validation TTA features) enables the float16 losslessness check; without them the weights are stored as
-    float32 (e.g. the scratch baseline)."""
+    float32 (e.g. the scratch baseline). Raises ValueError when ``backbone_identity`` is a fine-tuned
+    trunk's own identity."""
     import json
 
+    from classifier.finetune import FINETUNED_MARK
+
+    if backbone_identity is not None and FINETUNED_MARK in backbone_identity.source:
+        raise ValueError("save_version needs the pretrained identity (Backbone.pretrained_identity)")
     lossless16 = _float16_lossless(fit, val_views if val_views is not None else fit.val_views)
     dtype = np.float16 if lossless16 else np.float32
     weights = fit.head.get_weights()

@@ -13,11 +13,13 @@ from classifier.dataset import LabelledImage
 from classifier.finetune import (
     BLOCK5_CONVS,
     BLOCK5_FILE,
+    FINETUNED_MARK,
     Block5FineTune,
     Block5Weights,
     apply_block5,
     block4_features,
     build_block5,
+    finetune_backbone,
     finetune_block5,
     trunk_to_block4,
     with_block5,
@@ -27,6 +29,7 @@ from classifier.predictor import Predictor, load_npz_weights, read_version_confi
 from classifier.preprocess import InputSpec, preprocess
 from classifier.registry import Registry
 from classifier.train import TrainConfig
+from classifier.types import BackboneMismatchError
 from tests.classifier.conftest import TinyEnv
 from tests.classifier.helpers import TINY_LABELS, make_folder_dataset
 
@@ -40,6 +43,7 @@ def test_block4_trunk_then_block5_equals_the_whole_backbone(tmp_path: Path) -> N
     bb = load_backbone(None, 32)
     trunk = trunk_to_block4(bb)
     assert trunk.identity.cache_key != bb.identity.cache_key  # never mixed up in the cache
+    assert trunk.identity.cache_key == f"vgg16-b4{bb.identity.tensor_sha256[:14]}-32"  # 56 bits of the hash
     assert trunk.feature_shape == (2, 2, 512)
     items = _items(tmp_path / "ds")
     x = np.stack([preprocess(it.path.read_bytes(), InputSpec(32, "vgg16")) for it in items])
@@ -120,6 +124,12 @@ def test_with_block5_is_a_copy_with_its_own_cache_key(tmp_path: Path) -> None:
     assert tuned.identity.cache_key != bb.identity.cache_key
     assert tuned.pretrained_identity == bb.identity and bb.pretrained_identity == bb.identity
     assert check_backbone(bb.identity.to_json(), tuned.pretrained_identity) == "tensor_sha256"
+    # the fine-tuned trunk's own identity never passes for the pretrained one
+    assert tuned.identity.file_sha256 is None and FINETUNED_MARK in tuned.identity.source
+    with pytest.raises(BackboneMismatchError):
+        check_backbone(bb.identity.to_json(), tuned.identity)
+    with pytest.raises(ValueError, match="already fine-tuned"):
+        finetune_backbone([], [], list(TINY_LABELS), tuned, None, TrainConfig(), Block5FineTune())
     # the bot and retraining derive the same key from the same weights
     assert with_block5(bb, weights).identity == tuned.identity
     assert with_block5(tuned, weights) is tuned
@@ -166,13 +176,23 @@ def _train_finetuned(tiny_env: TinyEnv, models: Path, data_dir: Path, *extra: st
 
 
 def test_train_finetune_block5_ships_a_version_that_serves_its_block5(
-    tiny_env: TinyEnv, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tiny_env: TinyEnv, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from classifier.__main__ import main
 
     models, data_dir = tmp_path / "models", tmp_path / "data"
+    through: dict[str, int] = {}  # images through each trunk (by whether its block 5 is fine-tuned)
+    features = Backbone.features
+
+    def counting(self: Backbone, x: np.ndarray) -> np.ndarray:
+        key = "tuned" if self.block5 is not None else "pretrained"
+        through[key] = through.get(key, 0) + len(x)
+        return features(self, x)
+
+    monkeypatch.setattr(Backbone, "features", counting)
     args = ("--finetune-block5", "--finetune-epochs", "2", "--finetune-lr", "1e-3", "--promote")
     assert _train_finetuned(tiny_env, models, data_dir, *args) == 0
+    monkeypatch.undo()
     version_dir = Registry(models).version_dir("v0001")
     cfg = read_version_config(version_dir)
     base = load_backbone(str(tiny_env.weights), 32)
@@ -184,10 +204,14 @@ def test_train_finetune_block5_ships_a_version_that_serves_its_block5(
     block5 = Block5Weights.load(version_dir, cfg["block5"])
     ft_block = build_block5(base)
     assert not np.allclose(block5.tensors[4], ft_block.get_layer(BLOCK5_CONVS[-1]).get_weights()[0])
-    # the head trained on features written into the cache from the block-4 features (no second trunk pass)
+    # the head trained on features written into the cache from the block-4 features: only the validation
+    # and held-out OOD photos (both TTA views) went through the whole fine-tuned trunk
     tuned = with_block5(base, block5)
+    metrics = json.loads((version_dir / "metrics.json").read_text())
+    evaluated = sum(metrics["val_counts"].values()) + metrics["decision"]["ood_n"]
+    assert through["tuned"] == 2 * evaluated
     primed = list((data_dir / "cache" / tuned.identity.cache_key / "orig").rglob("*.npy"))
-    assert len(primed) >= 3 * 10
+    assert len(primed) == sum(metrics["train_counts"].values()) + evaluated
 
     before = [w.copy() for w in base.model.get_weights()]
     predictor = Predictor.load(version_dir, str(tiny_env.weights), backbone=base)
