@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pytest
@@ -28,7 +28,7 @@ from classifier.model import Backbone, HeadSpec, build_head, check_backbone, loa
 from classifier.predictor import Predictor, load_npz_weights, read_version_config
 from classifier.preprocess import InputSpec, preprocess
 from classifier.registry import Registry
-from classifier.train import TrainConfig
+from classifier.train import TrainConfig, save_version
 from classifier.types import BackboneMismatchError
 from tests.classifier.conftest import TinyEnv
 from tests.classifier.helpers import TINY_LABELS, make_folder_dataset
@@ -130,6 +130,8 @@ def test_with_block5_is_a_copy_with_its_own_cache_key(tmp_path: Path) -> None:
         check_backbone(bb.identity.to_json(), tuned.identity)
     with pytest.raises(ValueError, match="already fine-tuned"):
         finetune_backbone([], [], list(TINY_LABELS), tuned, None, TrainConfig(), Block5FineTune())
+    with pytest.raises(ValueError, match="pretrained identity"):  # a version must record the ImageNet trunk
+        save_version(Registry(tmp_path / "models"), cast(Any, None), tuned.identity)
     # the bot and retraining derive the same key from the same weights
     assert with_block5(bb, weights).identity == tuned.identity
     assert with_block5(tuned, weights) is tuned
