@@ -11,6 +11,9 @@ import pytest
 
 from tests.classifier.helpers import make_folder_dataset, tiny_weights_file
 
+#: `train` options of the tiny models: 32x32 input, a 16-unit head, 10 epochs at a high learning rate.
+TINY_TRAIN_ARGS = ("--input-size", "32", "--epochs", "10", "--hidden", "16", "--learning-rate", "0.01")
+
 
 @dataclass(frozen=True)
 class TinyEnv:
@@ -59,14 +62,7 @@ def tiny_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TinyEnv]:
             "train",
             "--data",
             str(env.dataset),
-            "--input-size",
-            "32",
-            "--epochs",
-            "10",
-            "--hidden",
-            "16",
-            "--learning-rate",
-            "0.01",
+            *TINY_TRAIN_ARGS,
             "--ensemble",
             "2",
             "--thin-views",

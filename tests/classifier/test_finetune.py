@@ -30,7 +30,7 @@ from classifier.preprocess import InputSpec, preprocess
 from classifier.registry import Registry
 from classifier.train import TrainConfig, save_version
 from classifier.types import BackboneMismatchError
-from tests.classifier.conftest import TinyEnv
+from tests.classifier.conftest import TINY_TRAIN_ARGS, TinyEnv
 from tests.classifier.helpers import TINY_LABELS, make_folder_dataset
 
 
@@ -160,14 +160,7 @@ def _train_finetuned(tiny_env: TinyEnv, models: Path, data_dir: Path, *extra: st
             "train",
             "--data",
             str(tiny_env.dataset),
-            "--input-size",
-            "32",
-            "--epochs",
-            "10",
-            "--hidden",
-            "16",
-            "--learning-rate",
-            "0.01",
+            *TINY_TRAIN_ARGS,
             "--ensemble",
             "1",
             "--thin-views",

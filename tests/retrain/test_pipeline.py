@@ -7,16 +7,20 @@ import json
 import shutil
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from sqlalchemy import select
 
 from classifier import retrain
 from classifier.registry import Registry
-from classifier.retrain import RetrainBusyError, retrain_lock, run_pipeline
+from classifier.retrain import RetrainBusyError, RetrainSettings, retrain_lock, run_pipeline
 from db.models import Correction, ModelPromotion
 from db.session import session_scope
 from tests.retrain.conftest import ADMIN_ID, RetrainEnv
+
+if TYPE_CHECKING:
+    from classifier.serving import ClassifierService
 
 pytestmark = pytest.mark.slow
 
@@ -268,8 +272,30 @@ def test_a_champion_promoted_by_hand_during_the_run_is_not_overwritten(
     assert any("champion changed from v0001 to v0002" in r for r in result.reasons)
 
 
-async def test_int8_serving_model_is_prepared_before_promotion(retrain_env: RetrainEnv, monkeypatch):
+def _forbid_int8_conversion(monkeypatch: pytest.MonkeyPatch) -> None:
+    """From here on an int8 model must come from the cache: converting raises Int8UnavailableError."""
     from classifier import quantize
+
+    def no_conversion(*args: object, **kwargs: object) -> bytes:
+        raise quantize.Int8UnavailableError("converted again")
+
+    monkeypatch.setattr(quantize, "convert_int8", no_conversion)
+
+
+def _int8_service(settings: RetrainSettings) -> ClassifierService:
+    """The bot's classifier service in int8, calibrated on TRAINING_DATA_DIR, with retraining's cache."""
+    from classifier.serving import ClassifierService
+
+    return ClassifierService(
+        settings.models_dir,
+        settings.vgg16_weights,
+        precision="int8",
+        training_data_dir=settings.training_data_dir,
+        cache_dir=settings.data_dir / "cache",
+    )
+
+
+async def test_int8_serving_model_is_prepared_before_promotion(retrain_env: RetrainEnv, monkeypatch):
     from classifier.serving import ClassifierService
 
     settings = retrain_env.settings
@@ -288,17 +314,8 @@ async def test_int8_serving_model_is_prepared_before_promotion(retrain_env: Retr
     assert len(list((settings.data_dir / "cache" / "int8").glob("*.tflite"))) == 2
 
     # The bot then loads it from the cache: converting again would fail here.
-    def no_conversion(*args: object, **kwargs: object) -> bytes:
-        raise quantize.Int8UnavailableError("converted again")
-
-    monkeypatch.setattr(quantize, "convert_int8", no_conversion)
-    service = ClassifierService(
-        settings.models_dir,
-        settings.vgg16_weights,
-        precision="int8",
-        training_data_dir=settings.training_data_dir,
-        cache_dir=settings.data_dir / "cache",
-    )
+    _forbid_int8_conversion(monkeypatch)
+    service = _int8_service(settings)
     await service.start()
     assert service._predictor is not None
     assert service._predictor.precision_detail.startswith("int8, calibrated on ")
@@ -322,10 +339,8 @@ async def test_int8_serving_model_is_prepared_before_promotion(retrain_env: Retr
 
 
 async def test_a_finetuned_champion_passes_its_block5_to_the_challenger(retrain_env: RetrainEnv, monkeypatch):
-    from classifier import quantize
     from classifier.__main__ import main
     from classifier.predictor import read_version_config
-    from classifier.serving import ClassifierService
 
     # any challenger is promoted here: this test is about what it inherits and how it is served
     lenient = {"promotion_overall_margin": 1.0, "promotion_per_class_margin": 1.0}
@@ -353,17 +368,8 @@ async def test_a_finetuned_champion_passes_its_block5_to_the_challenger(retrain_
     assert any(msg.startswith("int8 serving model (int8, calibrated on ") for _, msg in events)
 
     # The bot reads the fine-tuned trunk's int8 model that retraining prepared: converting would fail here.
-    def no_conversion(*args: object, **kwargs: object) -> bytes:
-        raise quantize.Int8UnavailableError("converted again")
-
-    monkeypatch.setattr(quantize, "convert_int8", no_conversion)
-    service = ClassifierService(
-        settings.models_dir,
-        settings.vgg16_weights,
-        precision="int8",
-        training_data_dir=settings.training_data_dir,
-        cache_dir=settings.data_dir / "cache",
-    )
+    _forbid_int8_conversion(monkeypatch)
+    service = _int8_service(settings)
     await service.start()
     assert service.model_version == "v0003" and service.precision == "int8"
     await service.close()
