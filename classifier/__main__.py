@@ -82,6 +82,16 @@ def cmd_train(args: argparse.Namespace) -> int:
     if not train:
         print(f"no training images found in {args.data}", file=sys.stderr)
         return 2
+    if not val:  # checked before any training: fine-tuning alone takes half an hour on real data
+        print(
+            f"no validation images in {args.data}: add photos per class or raise --val-fraction "
+            f"(now {args.val_fraction})",
+            file=sys.stderr,
+        )
+        return 2
+    if not args.finetune_block5 and (args.finetune_epochs is not None or args.finetune_lr is not None):
+        print("--finetune-epochs and --finetune-lr need --finetune-block5", file=sys.stderr)
+        return 2
     config = TrainConfig(
         head=HeadSpec(pooling=args.pooling, hidden=args.hidden, dropout=args.dropout, ensemble=args.ensemble),
         epochs=args.epochs,
@@ -106,7 +116,12 @@ def cmd_train(args: argparse.Namespace) -> int:
         cache = None if args.no_cache else s.data_dir / "cache"
         if args.finetune_block5:
             plan = training_plan(train, ood, config)
-            ft = Block5FineTune(epochs=args.finetune_epochs, learning_rate=args.finetune_lr, seed=args.seed)
+            default = Block5FineTune()
+            ft = Block5FineTune(
+                epochs=args.finetune_epochs or default.epochs,
+                learning_rate=args.finetune_lr or default.learning_rate,
+                seed=args.seed,
+            )
             backbone = finetune_backbone(
                 plan.train_items, plan.thin, plan.outputs, backbone, cache, config, ft, not args.quiet
             )
@@ -341,7 +356,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m classifier", description=__doc__.split("\n")[0])
     parser.add_argument("--models-dir", help="model registry (default: MODELS_DIR or models/)")
     parser.add_argument(
-        "--weights", help="VGG16 weights: imagenet, a file path, or none (default: VGG16_WEIGHTS)"
+        "--weights",
+        help="VGG16 weights: imagenet, a file path, or none (random; tests only: a new process cannot load "
+        "the version) (default: VGG16_WEIGHTS)",
     )
     parser.add_argument("--data-dir", help="DATA_DIR for caches (default: DATA_DIR or data/)")
     parser.add_argument(
@@ -376,8 +393,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="fine-tune VGG16's block 5 with the head first (README 'Block-5 fine-tuning'); the version "
         "stores it (14 MB)",
     )
-    t.add_argument("--finetune-epochs", type=int, default=4, help="block-5 fine-tuning epochs")
-    t.add_argument("--finetune-lr", type=float, default=1e-5, help="block-5 fine-tuning learning rate (Adam)")
+    t.add_argument("--finetune-epochs", type=int, help="block-5 fine-tuning epochs (default 4)")
+    t.add_argument("--finetune-lr", type=float, help="block-5 fine-tuning learning rate, Adam (default 1e-5)")
     t.add_argument("--notes", default="")
     t.add_argument("--promote", action="store_true", help="make the new version the champion")
     t.set_defaults(func=cmd_train)

@@ -595,8 +595,8 @@ def block5_card_lines(block5: Block5Weights) -> list[str]:
         f"- `block5_conv1..3` fine-tuned; stored in `{BLOCK5_FILE}` (float16, about 14 MB), SHA-256 over the "
         f"float32 values: `{block5.sha256}`",
         f"- Recipe: `{json_compact(block5.recipe)}`",
-        "- Blocks 1-4 are the ImageNet weights above; loading checks those, then puts these block-5 weights",
-        "  into a copy of the trunk (`classifier.finetune.with_block5`).",
+        "- Blocks 1-4 are the pretrained weights above; loading checks those, then puts these block-5",
+        "  weights into a copy of the trunk (`classifier.finetune.with_block5`).",
     ]
 
 

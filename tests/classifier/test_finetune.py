@@ -248,3 +248,17 @@ def test_a_finetuned_version_with_a_damaged_block5_file_does_not_load(
 def test_finetune_block5_is_for_vgg16_versions(tiny_env: TinyEnv, tmp_path: Path) -> None:
     args = ("--model", "scratch", "--finetune-block5")
     assert _train_finetuned(tiny_env, tmp_path / "models", tmp_path / "data", *args) == 2
+
+
+def test_train_refuses_before_training(
+    tiny_env: TinyEnv, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # fine-tuning options without --finetune-block5 would be silently ignored
+    args = ("--finetune-epochs", "2")
+    assert _train_finetuned(tiny_env, tmp_path / "models", tmp_path / "data", *args) == 2
+    assert "need --finetune-block5" in capsys.readouterr().err
+    # no validation photo: said before half an hour of fine-tuning, not after
+    no_val = ("--finetune-block5", "--val-fraction", "0")
+    assert _train_finetuned(tiny_env, tmp_path / "models", tmp_path / "data", *no_val) == 2
+    assert "no validation images" in capsys.readouterr().err
+    assert not (tmp_path / "data" / "cache").exists()  # nothing ran through the backbone
