@@ -241,7 +241,7 @@ def with_block5(backbone: Backbone, block5: Block5Weights) -> Backbone:
         model.get_layer(name).set_weights([block5.tensors[2 * i], block5.tensors[2 * i + 1]])
     model.trainable = False
     base = backbone.identity
-    derived = hashlib.sha256(f"{base.tensor_sha256}+block5:{block5.sha256}".encode()).hexdigest()
+    derived = hashlib.sha256(f"{base.tensor_sha256}{FINETUNED_MARK}{block5.sha256}".encode()).hexdigest()
     # no file hash and a source of its own: check_backbone never takes this trunk for the pretrained one
     source = f"{base.source}{FINETUNED_MARK}{block5.sha256[:16]}"
     identity = replace(
